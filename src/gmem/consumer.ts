@@ -1,0 +1,38 @@
+/**
+ * The interface between guest_memfd and its consumer (the VM the file was created for).
+ * guest_memfd calls down into the VM only through GmemOwnerOps; the VM binds memslots through
+ * guest_memfd's functions. One ops table per consumer, as in virt/kvm/guest_memfd.c.
+ */
+import type { GmemFile } from './file.js';
+
+/** Which stage-2 mappings an invalidation zaps (KVM_FILTER_SHARED / KVM_FILTER_PRIVATE). */
+export type InvalidateFilter = 'shared' | 'private' | 'both';
+
+/** The gmem half of struct kvm_memory_slot. */
+export interface GmemSlot {
+  readonly id: number;
+  readonly base_gfn: number;
+  readonly npages: number;
+  /** slot->gmem.file: null once unbound or after the file was released. */
+  gmem_file: GmemFile | null;
+  /** slot->gmem.pgoff: file index of base_gfn. */
+  gmem_pgoff: number;
+  /** KVM_MEMSLOT_GMEM_ONLY: shared faults are served from guest_memfd too. */
+  gmem_only: boolean;
+}
+
+/** What guest_memfd needs from the VM that owns a file. */
+export interface GmemOwnerOps {
+  readonly vm_id: number;
+  /** kvm_arch_has_private_mem(kvm). */
+  readonly has_private_mem: boolean;
+  /** The file pins the VM: kvm_get_kvm / kvm_put_kvm. */
+  kvmGet(): void;
+  kvmPut(): void;
+  /** mmu_invalidate_begin under mmu_lock: faults in flight will retry. */
+  invalidateBegin(): void;
+  /** Zap the stage-2 mappings of [gfn_start, gfn_end) selected by `filter`; flush TLBs. */
+  zapGfnRange(gfn_start: number, gfn_end: number, filter: InvalidateFilter): void;
+  /** mmu_invalidate_end: bump the sequence. */
+  invalidateEnd(): void;
+}

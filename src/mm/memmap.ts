@@ -1,0 +1,270 @@
+/**
+ * Physical memory: frames, the memmap (struct page state per pfn) and the page allocator.
+ *
+ * A folio is named by its head pfn; its state lives in the memmap, in typed arrays allocated one
+ * section (512 pfns, 2 MiB) at a time on first use, as SPARSEMEM does. No JS object exists per
+ * page. Order-0 folios come from the buddy region; HugeTLB folios from the hstate pools carved
+ * at boot from the top of memory (see hugetlb.ts).
+ *
+ * Reference counting follows the kernel:
+ *   - the page cache holds folio_nr_pages references;
+ *   - each user-space PTE maps one page: +1 reference, +1 mapcount;
+ *   - a long-term GUP pin: +1 reference, +1 pincount (the kernel adds a bias of 1024 to small
+ *     folios instead; only "refcount above what is expected" matters to guest_memfd);
+ *   - a transient lookup: +1 reference while it runs.
+ * The folio is freed (and its contents zeroed) when the count reaches 0.
+ */
+import { assert } from '../lib/assert.js';
+import type { Pfn } from '../lib/types.js';
+import { ContentStore } from './contents.js';
+
+const SECTION = 512;
+
+export const PG_uptodate = 1 << 0;
+export const PG_head = 1 << 1;
+export const PG_hugetlb = 1 << 2;
+export const PG_lru = 1 << 3;
+export const PG_hwpoison = 1 << 4;
+export const PG_allocated = 1 << 5;
+
+class Section {
+  readonly refcount = new Int32Array(SECTION);
+  readonly mapcount = new Int32Array(SECTION);
+  readonly pincount = new Int32Array(SECTION);
+  readonly flags = new Uint8Array(SECTION);
+  readonly order = new Uint8Array(SECTION);
+  /** Owner mapping id (page cache owner), 0 = none. */
+  readonly owner = new Int32Array(SECTION);
+  /** File index of the head page in its owner's page cache. */
+  readonly index = new Float64Array(SECTION);
+}
+
+/** Called when a folio's last reference drops, before its frames are reused. */
+export type FreeHook = (head: Pfn, order: number) => boolean;
+
+export class PhysMem {
+  readonly nr_pages: number;
+  /** Frames [0, buddy_end) belong to the page allocator; above it, HugeTLB pools. */
+  buddy_end: number;
+  private bump = 0;
+  private freeStack = new Int32Array(4096);
+  private nr_freestack = 0;
+  /** Order-0 frames in use. */
+  nr_buddy_used = 0;
+  private readonly sections = new Map<number, Section>();
+  readonly contents = new ContentStore();
+  /** HugeTLB (or other) owners of frame ranges take their folios back here. */
+  private readonly freeHooks: FreeHook[] = [];
+
+  constructor(memory_bytes: number) {
+    assert(memory_bytes % 4096 === 0 && memory_bytes > 0, 'memory size must be whole pages');
+    this.nr_pages = memory_bytes / 4096;
+    assert(this.nr_pages < 2 ** 31, 'pfns must fit in 31 bits');
+    this.buddy_end = this.nr_pages;
+  }
+
+  addFreeHook(h: FreeHook): void {
+    this.freeHooks.push(h);
+  }
+
+  private section(p: number): Section {
+    const key = Math.floor(p / SECTION);
+    let s = this.sections.get(key);
+    if (s === undefined) {
+      s = new Section();
+      this.sections.set(key, s);
+    }
+    return s;
+  }
+
+  private sectionIfAny(p: number): Section | undefined {
+    return this.sections.get(Math.floor(p / SECTION));
+  }
+
+  // ---- the page allocator (order 0) -----------------------------------------------------------
+
+  get nr_buddy_free(): number {
+    return this.buddy_end - this.nr_buddy_used;
+  }
+
+  /** One order-0 frame, or -1 when memory is exhausted (the caller returns ENOMEM). */
+  allocFrame(): number {
+    let p: number;
+    if (this.nr_freestack > 0) p = this.freeStack[--this.nr_freestack] as number;
+    else if (this.bump < this.buddy_end) p = this.bump++;
+    else return -1;
+    this.nr_buddy_used++;
+    return p;
+  }
+
+  private freeFrame(p: number): void {
+    if (this.nr_freestack === this.freeStack.length) {
+      const bigger = new Int32Array(this.freeStack.length * 2);
+      bigger.set(this.freeStack);
+      this.freeStack = bigger;
+    }
+    this.freeStack[this.nr_freestack++] = p;
+    this.nr_buddy_used--;
+  }
+
+  /** Initialise the memmap of a new folio at `head` (one reference, held by the caller). */
+  initFolio(head: Pfn, order: number, flags: number): void {
+    const s = this.section(head);
+    const i = head % SECTION;
+    assert(((s.flags[i] as number) & PG_allocated) === 0, `pfn ${head} allocated twice`);
+    s.refcount[i] = 1;
+    s.mapcount[i] = 0;
+    s.pincount[i] = 0;
+    s.flags[i] = flags | PG_allocated | PG_head;
+    s.order[i] = order;
+    s.owner[i] = 0;
+    s.index[i] = 0;
+  }
+
+  /** A new order-0 folio with one reference, or -1. Its contents read as zeros. */
+  allocFolio0(): number {
+    const p = this.allocFrame();
+    if (p < 0) return -1;
+    this.initFolio(p as Pfn, 0, 0);
+    return p;
+  }
+
+  // ---- memmap accessors -------------------------------------------------------------------------
+
+  isAllocated(head: Pfn): boolean {
+    const s = this.sectionIfAny(head);
+    return s !== undefined && ((s.flags[head % SECTION] as number) & PG_allocated) !== 0;
+  }
+  refcount(head: Pfn): number {
+    return this.section(head).refcount[head % SECTION] as number;
+  }
+  mapcount(head: Pfn): number {
+    return this.section(head).mapcount[head % SECTION] as number;
+  }
+  pincount(head: Pfn): number {
+    return this.section(head).pincount[head % SECTION] as number;
+  }
+  order(head: Pfn): number {
+    return this.section(head).order[head % SECTION] as number;
+  }
+  nrPages(head: Pfn): number {
+    return 2 ** this.order(head);
+  }
+  flags(head: Pfn): number {
+    return this.section(head).flags[head % SECTION] as number;
+  }
+  testFlag(head: Pfn, flag: number): boolean {
+    return (this.flags(head) & flag) !== 0;
+  }
+  setFlag(head: Pfn, flag: number): void {
+    const s = this.section(head);
+    s.flags[head % SECTION] = (s.flags[head % SECTION] as number) | flag;
+  }
+  clearFlag(head: Pfn, flag: number): void {
+    const s = this.section(head);
+    s.flags[head % SECTION] = (s.flags[head % SECTION] as number) & ~flag;
+  }
+  owner(head: Pfn): number {
+    return this.section(head).owner[head % SECTION] as number;
+  }
+  index(head: Pfn): number {
+    return this.section(head).index[head % SECTION] as number;
+  }
+  setOwner(head: Pfn, owner_id: number, index: number): void {
+    const s = this.section(head);
+    s.owner[head % SECTION] = owner_id;
+    s.index[head % SECTION] = index;
+  }
+
+  /** Change a folio's order in place (HugeTLB split/merge restructure the memmap, not the frames). */
+  setOrder(head: Pfn, order: number): void {
+    this.section(head).order[head % SECTION] = order;
+  }
+
+  // ---- references ------------------------------------------------------------------------------
+
+  get(head: Pfn, n = 1): void {
+    const s = this.section(head);
+    const i = head % SECTION;
+    assert((s.refcount[i] as number) > 0, `folio_get on free pfn ${head}`);
+    s.refcount[i] = (s.refcount[i] as number) + n;
+  }
+
+  /** Drop n references; frees the folio when none remain. Returns true if it was freed. */
+  put(head: Pfn, n = 1): boolean {
+    const s = this.section(head);
+    const i = head % SECTION;
+    const c = (s.refcount[i] as number) - n;
+    assert(c >= 0, `folio_put underflow on pfn ${head}`);
+    s.refcount[i] = c;
+    if (c > 0) return false;
+    this.freeFolio(head);
+    return true;
+  }
+
+  incMap(head: Pfn): void {
+    const s = this.section(head);
+    const i = head % SECTION;
+    s.mapcount[i] = (s.mapcount[i] as number) + 1;
+    s.refcount[i] = (s.refcount[i] as number) + 1;
+  }
+
+  /** Remove one PTE's mapping and its reference. */
+  decMap(head: Pfn): boolean {
+    const s = this.section(head);
+    const i = head % SECTION;
+    const m = (s.mapcount[i] as number) - 1;
+    assert(m >= 0, `mapcount underflow on pfn ${head}`);
+    s.mapcount[i] = m;
+    return this.put(head);
+  }
+
+  pinFolio(head: Pfn): void {
+    const s = this.section(head);
+    const i = head % SECTION;
+    s.pincount[i] = (s.pincount[i] as number) + 1;
+    s.refcount[i] = (s.refcount[i] as number) + 1;
+  }
+
+  unpinFolio(head: Pfn): boolean {
+    const s = this.section(head);
+    const i = head % SECTION;
+    const c = (s.pincount[i] as number) - 1;
+    assert(c >= 0, `pincount underflow on pfn ${head}`);
+    s.pincount[i] = c;
+    return this.put(head);
+  }
+
+  /** Free: zero the contents (drop buffers), clear the memmap, give the frames back. */
+  private freeFolio(head: Pfn): void {
+    const s = this.section(head);
+    const i = head % SECTION;
+    const order = s.order[i] as number;
+    const nr = 2 ** order;
+    assert((s.mapcount[i] as number) === 0 && (s.pincount[i] as number) === 0,
+      `freeing mapped or pinned folio at pfn ${head}`);
+    this.contents.zero(head, nr);
+    s.flags[i] = 0;
+    s.owner[i] = 0;
+    s.order[i] = 0;
+    for (const hook of this.freeHooks) if (hook(head, order)) return;
+    assert(order === 0, `order-${order} folio at pfn ${head} freed with no owner pool`);
+    this.freeFrame(head);
+  }
+
+  /** Every allocated folio head, ascending (checker; walks the sections present). */
+  *allocatedFolios(): IterableIterator<Pfn> {
+    const keys = [...this.sections.keys()].sort((a, b) => a - b);
+    for (const key of keys) {
+      const s = this.sections.get(key) as Section;
+      for (let i = 0; i < SECTION; i++) {
+        if (((s.flags[i] as number) & PG_allocated) !== 0) yield (key * SECTION + i) as Pfn;
+      }
+    }
+  }
+
+  /** Memmap bytes held (model-memory metric). */
+  get memmap_bytes(): number {
+    return this.sections.size * SECTION * (4 * 4 + 2 + 8);
+  }
+}

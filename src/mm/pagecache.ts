@@ -1,0 +1,163 @@
+/**
+ * A page cache: file index → folio (head pfn), like the xarray in struct address_space.
+ * Order-0 folios sit in 2 MiB blocks of Int32Array (pfn + 1, 0 = hole); a huge folio is one
+ * entry in the map of its order. Range walks cost the blocks present, never the pages of the range.
+ */
+import { assert } from '../lib/assert.js';
+import type { Pfn } from '../lib/types.js';
+
+const BLOCK = 512;
+const GIANT = 262144;
+
+class Block {
+  readonly pfns = new Int32Array(BLOCK);
+  count = 0;
+}
+
+export interface CachedFolio {
+  head: Pfn;
+  /** File index of the folio's first page. */
+  index: number;
+  order: number;
+}
+
+export class PageCache {
+  private readonly blocks = new Map<number, Block>();
+  private readonly huge2m = new Map<number, number>();
+  private readonly huge1g = new Map<number, number>();
+  /** Pages in the cache (sum of folio sizes): i_blocks for HugeTLB, model metric. */
+  nr_pages = 0;
+  nr_folios = 0;
+
+  /** The folio containing `index`, or null. */
+  lookup(index: number): CachedFolio | null {
+    if (this.huge1g.size > 0) {
+      const g = Math.floor(index / GIANT);
+      const p = this.huge1g.get(g);
+      if (p !== undefined) return { head: p as Pfn, index: g * GIANT, order: 18 };
+    }
+    const b = Math.floor(index / BLOCK);
+    if (this.huge2m.size > 0) {
+      const p = this.huge2m.get(b);
+      if (p !== undefined) return { head: p as Pfn, index: b * BLOCK, order: 9 };
+    }
+    const blk = this.blocks.get(b);
+    if (blk === undefined) return null;
+    const e = blk.pfns[index - b * BLOCK] as number;
+    return e === 0 ? null : { head: (e - 1) as Pfn, index, order: 0 };
+  }
+
+  /** Fast path for order-0 lookups: the pfn at `index`, or -1 (huge folios included). */
+  pfnAt(index: number): number {
+    const b = Math.floor(index / BLOCK);
+    if (this.huge2m.size === 0 && this.huge1g.size === 0) {
+      const blk = this.blocks.get(b);
+      if (blk === undefined) return -1;
+      return (blk.pfns[index - b * BLOCK] as number) - 1;
+    }
+    const f = this.lookup(index);
+    return f === null ? -1 : f.head + (index - f.index);
+  }
+
+  insert(index: number, head: Pfn, order: number): void {
+    assert(this.lookup(index) === null, `page cache slot ${index} already filled`);
+    if (order === 0) {
+      const b = Math.floor(index / BLOCK);
+      let blk = this.blocks.get(b);
+      if (blk === undefined) {
+        blk = new Block();
+        this.blocks.set(b, blk);
+      }
+      blk.pfns[index - b * BLOCK] = head + 1;
+      blk.count++;
+    } else if (order === 9) {
+      assert(index % BLOCK === 0, 'unaligned 2M folio');
+      assert(!this.blocks.has(index / BLOCK), '2M folio over 4K folios');
+      this.huge2m.set(index / BLOCK, head);
+    } else if (order === 18) {
+      assert(index % GIANT === 0, 'unaligned 1G folio');
+      this.huge1g.set(index / GIANT, head);
+    } else {
+      assert(false, `unsupported folio order ${order}`);
+    }
+    this.nr_pages += 2 ** order;
+    this.nr_folios++;
+  }
+
+  /** Remove the folio whose first page is at `index`. */
+  remove(index: number, order: number): void {
+    if (order === 0) {
+      const b = Math.floor(index / BLOCK);
+      const blk = this.blocks.get(b);
+      assert(blk !== undefined && blk.pfns[index - b * BLOCK] !== 0, `no folio at ${index}`);
+      blk.pfns[index - b * BLOCK] = 0;
+      if (--blk.count === 0) this.blocks.delete(b);
+    } else if (order === 9) {
+      assert(this.huge2m.delete(index / BLOCK), `no 2M folio at ${index}`);
+    } else {
+      assert(this.huge1g.delete(index / GIANT), `no 1G folio at ${index}`);
+    }
+    this.nr_pages -= 2 ** order;
+    this.nr_folios--;
+  }
+
+  /**
+   * Every folio overlapping [start, end), ascending by index. The callback may remove the folio
+   * it is given (and only that one).
+   */
+  forEachInRange(start: number, end: number, cb: (f: CachedFolio) => void): void {
+    if (start >= end || this.nr_folios === 0) return;
+    const out: CachedFolio[] = [];
+    this.collect(start, end, out);
+    for (const f of out) cb(f);
+  }
+
+  /** The folios overlapping [start, end), ascending. */
+  folios(start: number, end: number): CachedFolio[] {
+    const out: CachedFolio[] = [];
+    if (start < end && this.nr_folios > 0) this.collect(start, end, out);
+    return out;
+  }
+
+  private collect(start: number, end: number, out: CachedFolio[]): void {
+    for (const key of keysInRange(this.huge1g, Math.floor(start / GIANT), Math.ceil(end / GIANT))) {
+      out.push({ head: this.huge1g.get(key) as Pfn, index: key * GIANT, order: 18 });
+    }
+    const b0 = Math.floor(start / BLOCK);
+    const b1 = Math.ceil(end / BLOCK);
+    for (const key of keysInRange(this.huge2m, b0, b1)) {
+      out.push({ head: this.huge2m.get(key) as Pfn, index: key * BLOCK, order: 9 });
+    }
+    for (const key of keysInRange(this.blocks, b0, b1)) {
+      const blk = this.blocks.get(key) as Block;
+      const lo = Math.max(start, key * BLOCK) - key * BLOCK;
+      const hi = Math.min(end, (key + 1) * BLOCK) - key * BLOCK;
+      for (let i = lo; i < hi; i++) {
+        const e = blk.pfns[i] as number;
+        if (e !== 0) out.push({ head: (e - 1) as Pfn, index: key * BLOCK + i, order: 0 });
+      }
+    }
+    if (this.huge1g.size > 0 || this.huge2m.size > 0) out.sort((a, b) => a.index - b.index);
+  }
+
+  /** True when some page of [start, end) is cached. */
+  anyInRange(start: number, end: number): boolean {
+    let found = false;
+    if (start >= end || this.nr_folios === 0) return false;
+    this.forEachInRange(start, end, () => { found = true; });
+    return found;
+  }
+}
+
+/** Keys of `m` in [k0, k1), ascending; walks whichever is smaller, the key range or the map. */
+export function keysInRange<V>(m: Map<number, V>, k0: number, k1: number): number[] {
+  if (m.size === 0 || k0 >= k1) return [];
+  const out: number[] = [];
+  if (k1 - k0 <= m.size * 4) {
+    for (let k = k0; k < k1; k++) if (m.has(k)) out.push(k);
+  } else {
+    for (const k of m.keys()) if (k >= k0 && k < k1) out.push(k);
+    out.sort((a, b) => a - b);
+  }
+  return out;
+}
