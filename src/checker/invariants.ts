@@ -45,6 +45,17 @@ export function checkInvariants(k: { state: ModelState }): void {
     }
   }
 
+  // Anonymous memory's page caches (reachable through the VMAs that map it).
+  for (const v of s.mm.vmaList) {
+    const mapping = v.ops.mapping;
+    if (v.ops instanceof GmemFile) continue;
+    for (const f of mapping.pages.folios(0, Number.MAX_SAFE_INTEGER)) {
+      assert(phys.owner(f.head) === mapping.mapping_id && phys.index(f.head) === f.index,
+        `anon mapping ${mapping.mapping_id}: folio ${f.head} at ${f.index} has owner ${phys.owner(f.head)}`);
+      owner.set(f.head, { inode: null, index: f.index, in_cache: true });
+    }
+  }
+
   // Host page tables: mapcounts, and property 1.
   const mapcount = new Map<number, number>();
   for (const [vpn, p] of s.mm.ptes()) {
@@ -95,10 +106,13 @@ export function checkInvariants(k: { state: ModelState }): void {
   phys.contents.checkConsistent();
 
   // VMs: stage-2 leaves (properties 2 and 4), memslot bindings, reference counts.
+  // Each open VM or vCPU file (however many fds name it) holds one VM reference.
   const vmFileRefs = new Map<object, number>();
   const gmemFileRefs = new Map<GmemFile, number>();
+  const seenFiles = new Set<object>();
   for (const [, f] of s.fds.entries()) {
-    if (f instanceof VmFile || f instanceof VcpuFile) {
+    if ((f instanceof VmFile || f instanceof VcpuFile) && !seenFiles.has(f)) {
+      seenFiles.add(f);
       const vm = f instanceof VmFile ? f.vm : f.vcpu.vm;
       vmFileRefs.set(vm, (vmFileRefs.get(vm) ?? 0) + 1);
     }

@@ -91,7 +91,7 @@ export class ModelKernel implements Syscalls, IoctlContext {
 
   createVm(type: number): number {
     if (!supportedVmTypes(this.cfg).includes(type)) throw new SyscallError(EINVAL, 'ioctl(KVM_CREATE_VM)', `VM type ${type}`);
-    const vm = new Kvm(this.next_vm_id++, type, this.cfg, this.phys, this.mm, (v) => this.vms.delete(v));
+    const vm = new Kvm(this.next_vm_id++, type, this.cfg, this.phys, this.mm, (v) => this.forgetVm(v));
     this.vms.add(vm);
     const f = new VmFile(vm);
     try {
@@ -100,6 +100,11 @@ export class ModelKernel implements Syscalls, IoctlContext {
       f.fput();
       throw e;
     }
+  }
+
+  private forgetVm(vm: Kvm): void {
+    this.vms.delete(vm);
+    for (const [key, vcpu] of this.vcpus) if (vcpu.vm === vm) this.vcpus.delete(key);
   }
 
   createVcpu(vm: Kvm, id: number): number {
