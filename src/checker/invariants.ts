@@ -34,13 +34,13 @@ export function checkInvariants(k: { state: ModelState }): void {
   // Who owns each page-cache folio, from the page caches themselves.
   const owner = new Map<number, Owned>();
   for (const inode of s.inodes) {
-    assert(!inode.invalidate_lock.held, `inode ${inode.ino}: invalidate_lock held at rest`);
+    assert(!inode.invalidate_lock.held, () => `inode ${inode.ino}: invalidate_lock held at rest`);
     inode.shareability?.checkWellFormed(`inode ${inode.ino} shareability`);
     for (const f of inode.pages.folios(0, inode.nr_pages)) {
-      assert(phys.isAllocated(f.head), `inode ${inode.ino}: page cache holds free pfn ${f.head}`);
+      assert(phys.isAllocated(f.head), () => `inode ${inode.ino}: page cache holds free pfn ${f.head}`);
       assert(phys.owner(f.head) === inode.mapping_id && phys.index(f.head) === f.index,
-        `inode ${inode.ino}: folio ${f.head} at ${f.index} has owner ${phys.owner(f.head)}/${phys.index(f.head)}`);
-      assert(phys.order(f.head) === f.order, `inode ${inode.ino}: folio order mismatch at ${f.index}`);
+        () => `inode ${inode.ino}: folio ${f.head} at ${f.index} has owner ${phys.owner(f.head)}/${phys.index(f.head)}`);
+      assert(phys.order(f.head) === f.order, () => `inode ${inode.ino}: folio order mismatch at ${f.index}`);
       owner.set(f.head, { inode, index: f.index, in_cache: true });
     }
   }
@@ -51,7 +51,7 @@ export function checkInvariants(k: { state: ModelState }): void {
     if (v.ops instanceof GmemFile) continue;
     for (const f of mapping.pages.folios(0, Number.MAX_SAFE_INTEGER)) {
       assert(phys.owner(f.head) === mapping.mapping_id && phys.index(f.head) === f.index,
-        `anon mapping ${mapping.mapping_id}: folio ${f.head} at ${f.index} has owner ${phys.owner(f.head)}`);
+        () => `anon mapping ${mapping.mapping_id}: folio ${f.head} at ${f.index} has owner ${phys.owner(f.head)}`);
       owner.set(f.head, { inode: null, index: f.index, in_cache: true });
     }
   }
@@ -61,14 +61,15 @@ export function checkInvariants(k: { state: ModelState }): void {
   for (const [vpn, p] of s.mm.ptes()) {
     mapcount.set(p, (mapcount.get(p) ?? 0) + 1);
     const v = s.mm.findVma(vpn * 4096);
-    assert(v !== null, `PTE at 0x${(vpn * 4096).toString(16)} outside any VMA`);
+    assert(v !== null, () => `PTE at 0x${(vpn * 4096).toString(16)} outside any VMA`);
     const index = v.indexOf(vpn * 4096);
     const backing = v.ops.mapping.pages.pfnAt(index);
-    assert(backing === p, `PTE at 0x${(vpn * 4096).toString(16)} maps pfn ${p}, the file has ${backing}`);
+    assert(backing === p, () => `PTE at 0x${(vpn * 4096).toString(16)} maps pfn ${p}, the file has ${backing}`);
     const o = owner.get(p);
-    if (o?.inode) {
-      assert(o.inode.isShared(o.index), `host maps private guest_memfd page ${o.index} of inode ${o.inode.ino}`);
-      assert(phys.testFlag(p, PG_uptodate), `host maps guest_memfd page ${o.index} before it was zeroed`);
+    const inode = o?.inode ?? null;
+    if (o !== undefined && inode !== null) {
+      assert(inode.isShared(o.index), () => `host maps private guest_memfd page ${o.index} of inode ${inode.ino}`);
+      assert(phys.testFlag(p, PG_uptodate), () => `host maps guest_memfd page ${o.index} before it was zeroed`);
     }
   }
 
@@ -78,7 +79,10 @@ export function checkInvariants(k: { state: ModelState }): void {
     for (const p of pin.pfns) {
       pincount.set(p, (pincount.get(p) ?? 0) + 1);
       const o = owner.get(p);
-      if (o?.inode) assert(o.inode.isShared(o.index), `private guest_memfd page ${o.index} of inode ${o.inode.ino} is pinned`);
+      const inode = o?.inode ?? null;
+      if (o !== undefined && inode !== null) {
+        assert(inode.isShared(o.index), () => `private guest_memfd page ${o.index} of inode ${inode.ino} is pinned`);
+      }
     }
   }
 
@@ -89,19 +93,19 @@ export function checkInvariants(k: { state: ModelState }): void {
     if (head < phys.buddy_end) buddy_used += nr;
     const o = owner.get(head);
     const expected = (o?.in_cache ? nr : 0) + (mapcount.get(head) ?? 0) + (pincount.get(head) ?? 0);
-    assert(phys.mapcount(head) === (mapcount.get(head) ?? 0), `pfn ${head}: mapcount ${phys.mapcount(head)}, PTEs ${mapcount.get(head) ?? 0}`);
-    assert(phys.pincount(head) === (pincount.get(head) ?? 0), `pfn ${head}: pincount ${phys.pincount(head)}, pins ${pincount.get(head) ?? 0}`);
-    assert(phys.refcount(head) === expected, `pfn ${head}: refcount ${phys.refcount(head)}, expected ${expected}`);
-    assert(expected > 0, `pfn ${head}: allocated with no reference (leak)`);
+    assert(phys.mapcount(head) === (mapcount.get(head) ?? 0), () => `pfn ${head}: mapcount ${phys.mapcount(head)}, PTEs ${mapcount.get(head) ?? 0}`);
+    assert(phys.pincount(head) === (pincount.get(head) ?? 0), () => `pfn ${head}: pincount ${phys.pincount(head)}, pins ${pincount.get(head) ?? 0}`);
+    assert(phys.refcount(head) === expected, () => `pfn ${head}: refcount ${phys.refcount(head)}, expected ${expected}`);
+    assert(expected > 0, () => `pfn ${head}: allocated with no reference (leak)`);
     if (!phys.testFlag(head, PG_uptodate)) {
-      assert(!phys.contents.anyWritten(head, nr), `pfn ${head}: data in a folio that was never zeroed`);
+      assert(!phys.contents.anyWritten(head, nr), () => `pfn ${head}: data in a folio that was never zeroed`);
     }
   }
-  assert(buddy_used === phys.nr_buddy_used, `page allocator counts ${phys.nr_buddy_used} used, folios hold ${buddy_used}`);
+  assert(buddy_used === phys.nr_buddy_used, () => `page allocator counts ${phys.nr_buddy_used} used, folios hold ${buddy_used}`);
 
   // Property 3 for free frames: contents exist only inside allocated folios.
   for (const p of phys.contents.writtenPfns()) {
-    assert(isInsideAllocatedFolio(s, p), `free pfn ${p} still holds data`);
+    assert(isInsideAllocatedFolio(s, p), () => `free pfn ${p} still holds data`);
   }
   phys.contents.checkConsistent();
 
@@ -121,30 +125,31 @@ export function checkInvariants(k: { state: ModelState }): void {
   for (const v of s.mm.vmaList) if (v.ops instanceof GmemFile) gmemFileRefs.set(v.ops, (gmemFileRefs.get(v.ops) ?? 0) + 1);
 
   for (const vm of s.vms) {
-    assert(vm.mmu_invalidate_in_progress === 0, `VM ${vm.vm_id}: invalidation in progress at rest`);
+    assert(vm.mmu_invalidate_in_progress === 0, () => `VM ${vm.vm_id}: invalidation in progress at rest`);
     vm.attributes.checkWellFormed(`VM ${vm.vm_id} attributes`);
     for (const leaf of vm.stage2.leaves()) checkLeaf(s, vm, leaf);
     let gmem_files = 0;
     for (const inode of s.inodes) for (const f of inode.files) if (f.owner === vm) gmem_files++;
     // vCPU files are counted through the fd table; a closed vCPU fd drops its reference.
     const expected_refs = (vmFileRefs.get(vm) ?? 0) + gmem_files;
-    assert(vm.refs === expected_refs, `VM ${vm.vm_id}: users_count ${vm.refs}, fds + files hold ${expected_refs}`);
+    assert(vm.refs === expected_refs, () => `VM ${vm.vm_id}: users_count ${vm.refs}, fds + files hold ${expected_refs}`);
     for (const slot of vm.memslots) {
       const file = slot.gmem_file;
       if (file === null) continue;
-      assert(!file.released, `slot ${slot.id} points at a released guest_memfd file`);
+      assert(!file.released, () => `slot ${slot.id} points at a released guest_memfd file`);
       assert(file.bindings.allEqual(slot.gmem_pgoff, slot.gmem_pgoff + slot.npages, slot),
-        `slot ${slot.id}: binding range does not point back at it`);
+        () => `slot ${slot.id}: binding range does not point back at it`);
     }
   }
   for (const inode of s.inodes) {
     for (const f of inode.files) {
       f.bindings.checkWellFormed(`inode ${inode.ino} bindings`);
       for (const run of f.bindings.all()) {
-        if (run.value === null) continue;
-        assert(run.value.gmem_file === f, `binding at ${run.start} names slot ${run.value.id}, which points elsewhere`);
+        const slot = run.value;
+        if (slot === null) continue;
+        assert(slot.gmem_file === f, () => `binding at ${run.start} names slot ${slot.id}, which points elsewhere`);
       }
-      assert(f.refs === (gmemFileRefs.get(f) ?? 0), `guest_memfd file of inode ${inode.ino}: f_count ${f.refs}, fds + VMAs hold ${gmemFileRefs.get(f) ?? 0}`);
+      assert(f.refs === (gmemFileRefs.get(f) ?? 0), () => `guest_memfd file of inode ${inode.ino}: f_count ${f.refs}, fds + VMAs hold ${gmemFileRefs.get(f) ?? 0}`);
     }
   }
 }
@@ -163,28 +168,28 @@ function checkLeaf(s: ModelState, vm: ModelState['vms'] extends ReadonlySet<infe
   leaf: { gfn: number; pfn: Pfn; level: number; flags: number }): void {
   const nr = leaf.level === 1 ? 1 : leaf.level === 2 ? 512 : 262144;
   const slot = vm.slotFor(leaf.gfn);
-  assert(slot !== null && leaf.gfn + nr <= slot.end_gfn, `VM ${vm.vm_id}: stage-2 leaf at gfn ${leaf.gfn} outside any memslot`);
+  assert(slot !== null && leaf.gfn + nr <= slot.end_gfn, () => `VM ${vm.vm_id}: stage-2 leaf at gfn ${leaf.gfn} outside any memslot`);
   const is_private = (leaf.flags & SPTE_PRIVATE) !== 0;
   if ((leaf.flags & SPTE_GMEM) !== 0) {
     const file = slot.gmem_file;
-    assert(file !== null, `VM ${vm.vm_id}: gmem leaf at gfn ${leaf.gfn} in a slot with no file`);
+    assert(file !== null, () => `VM ${vm.vm_id}: gmem leaf at gfn ${leaf.gfn} in a slot with no file`);
     const inode = file.inode;
     const index = leaf.gfn - slot.base_gfn + slot.gmem_pgoff;
     const backing = inode.pages.pfnAt(index);
-    assert(backing === leaf.pfn, `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps pfn ${leaf.pfn}, guest_memfd has ${backing}`);
+    assert(backing === leaf.pfn, () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps pfn ${leaf.pfn}, guest_memfd has ${backing}`);
     const head = inode.pages.lookup(index)?.head;
-    assert(head !== undefined && s.phys.testFlag(head, PG_uptodate), `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps a folio never zeroed`);
+    assert(head !== undefined && s.phys.testFlag(head, PG_uptodate), () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps a folio never zeroed`);
     if (inode.shareability !== null) {
       const u = inode.shareability.uniform(index, index + nr);
-      assert(u.found, `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} (level ${leaf.level}) spans shared and private pages`);
+      assert(u.found, () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} (level ${leaf.level}) spans shared and private pages`);
       assert((u.value !== SHARED) === is_private,
-        `VM ${vm.vm_id}: ${is_private ? 'private' : 'shared'} leaf at gfn ${leaf.gfn} maps a ${u.value === SHARED ? 'shared' : 'private'} page`);
+        () => `VM ${vm.vm_id}: ${is_private ? 'private' : 'shared'} leaf at gfn ${leaf.gfn} maps a ${u.value === SHARED ? 'shared' : 'private'} page`);
     }
-    if (is_private) assert(vm.memIsPrivate(leaf.gfn), `VM ${vm.vm_id}: private leaf at shared gfn ${leaf.gfn}`);
+    if (is_private) assert(vm.memIsPrivate(leaf.gfn), () => `VM ${vm.vm_id}: private leaf at shared gfn ${leaf.gfn}`);
   } else {
-    assert(!is_private, `VM ${vm.vm_id}: private leaf at gfn ${leaf.gfn} not backed by guest_memfd`);
+    assert(!is_private, () => `VM ${vm.vm_id}: private leaf at gfn ${leaf.gfn} not backed by guest_memfd`);
     const hva = slot.hvaOf(leaf.gfn);
     const pte = s.mm.pteAt(Math.floor(hva / 4096));
-    assert(pte === leaf.pfn, `VM ${vm.vm_id}: shared leaf at gfn ${leaf.gfn} maps pfn ${leaf.pfn}, the host PTE has ${pte}`);
+    assert(pte === leaf.pfn, () => `VM ${vm.vm_id}: shared leaf at gfn ${leaf.gfn} maps pfn ${leaf.pfn}, the host PTE has ${pte}`);
   }
 }

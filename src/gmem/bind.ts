@@ -70,7 +70,7 @@ export function gmemGetPfn(phys: PhysMem, slot: GmemSlot, gfn: number): GmemPfn 
   if (file === null || file.released) return EFAULT;
   const inode = file.inode;
   const index = gfn - slot.base_gfn + slot.gmem_pgoff;
-  assert(index >= 0 && index < inode.nr_pages, `gfn ${gfn} outside slot ${slot.id}'s binding`);
+  assert(index >= 0 && index < inode.nr_pages, () => `gfn ${gfn} outside slot ${slot.id}'s binding`);
   if (file.bindings.get(index) !== slot) return EIO;
   inode.invalidate_lock.downRead();
   try {

@@ -65,10 +65,8 @@ export class GmemFile extends KFile implements VmOps {
     const end = Number((offset + len) / PAGE);
     inode.invalidate_lock.downRead();
     try {
-      for (let index = start; index < end; index++) {
-        // A failed allocation leaves the pages already allocated in place, as the kernel does.
-        if (inode.getFolio(this.phys, index) < 0) throw new SyscallError(ENOMEM, 'fallocate');
-      }
+      // A failed allocation leaves the pages already allocated in place, as the kernel does.
+      if (!inode.allocateRange(this.phys, start, end)) throw new SyscallError(ENOMEM, 'fallocate');
     } finally {
       inode.invalidate_lock.upRead();
     }
@@ -166,9 +164,5 @@ export class GmemFile extends KFile implements VmOps {
  */
 export function truncateRange(inode: GmemInode, phys: PhysMem, mm: Mm, start: number, end: number): void {
   for (const vma of inode.i_mmap) mm.zapVmaIndices(vma, start, end);
-  inode.pages.forEachInRange(start, end, (f) => {
-    inode.pages.remove(f.index, f.order);
-    phys.setOwner(f.head, 0, 0);
-    phys.put(f.head, 2 ** f.order);
-  });
+  inode.pages.removeRange(start, end, (head, _index, order) => phys.dropFromCache(head, 2 ** order));
 }

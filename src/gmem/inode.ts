@@ -93,6 +93,16 @@ export class GmemInode implements AddressSpace {
     return head;
   }
 
+  /** Allocate the missing order-0 folios of [start, end) (not zeroed); false on ENOMEM. */
+  allocateRange(phys: PhysMem, start: number, end: number): boolean {
+    const mapping_id = this.mapping_id;
+    return this.pages.populateRange(start, end, (index) => {
+      const head = phys.allocFolio0();
+      if (head >= 0) phys.setOwner(head as Pfn, mapping_id, index);
+      return head;
+    });
+  }
+
   /** Zero-once: the first user of a folio finds it zeroed and marks it uptodate. */
   prepareFolio(phys: PhysMem, head: Pfn): void {
     if (phys.testFlag(head, PG_uptodate)) return;

@@ -11,19 +11,19 @@ export class RwSem {
   constructor(readonly name: string) {}
 
   downRead(): void {
-    assert(!this.writer, `${this.name}: read lock while write-locked`);
+    assert(!this.writer, () => `${this.name}: read lock while write-locked`);
     this.readers++;
   }
   upRead(): void {
-    assert(this.readers > 0, `${this.name}: read unlock without lock`);
+    assert(this.readers > 0, () => `${this.name}: read unlock without lock`);
     this.readers--;
   }
   downWrite(): void {
-    assert(!this.writer && this.readers === 0, `${this.name}: write lock while held`);
+    assert(!this.writer && this.readers === 0, () => `${this.name}: write lock while held`);
     this.writer = true;
   }
   upWrite(): void {
-    assert(this.writer, `${this.name}: write unlock without lock`);
+    assert(this.writer, () => `${this.name}: write unlock without lock`);
     this.writer = false;
   }
   get held(): boolean {

@@ -69,7 +69,7 @@ export class Stage2 {
   }
 
   map(gfn: number, p: Pfn, level: Level, flags: number): void {
-    assert(this.lookup(gfn) === null, `stage-2 leaf at gfn ${gfn} already present`);
+    assert(this.lookup(gfn) === null, () => `stage-2 leaf at gfn ${gfn} already present`);
     if (level === 1) {
       const key = Math.floor(gfn / TABLE);
       let t = this.tables.get(key);

@@ -9,6 +9,7 @@ export class ModelBug extends Error {
   }
 }
 
-export function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new ModelBug(message);
+/** `message` may be a function, so hot paths build the text only when the check fails. */
+export function assert(condition: unknown, message: string | (() => string)): asserts condition {
+  if (!condition) throw new ModelBug(typeof message === 'string' ? message : message());
 }

@@ -21,7 +21,7 @@ export class RangeMap<V> {
   readonly end_index: number;
 
   constructor(end_index: number, initial: V) {
-    assert(Number.isSafeInteger(end_index) && end_index >= 0, `bad RangeMap size ${end_index}`);
+    assert(Number.isSafeInteger(end_index) && end_index >= 0, () => `bad RangeMap size ${end_index}`);
     this.end_index = end_index;
     this.vals = [initial];
   }
@@ -85,7 +85,7 @@ export class RangeMap<V> {
 
   /** Store `value` over [start, end), merging with equal neighbours. */
   set(start: number, end: number, value: V): void {
-    assert(start >= 0 && end <= this.end_index && start < end, `RangeMap.set [${start}, ${end}) out of [0, ${this.end_index})`);
+    assert(start >= 0 && end <= this.end_index && start < end, () => `RangeMap.set [${start}, ${end}) out of [0, ${this.end_index})`);
     const i = this.find(start);
     const j = this.find(end - 1);
     const newStarts: number[] = [];
@@ -123,12 +123,12 @@ export class RangeMap<V> {
 
   /** Checker: ranges cover [0, end) in order, and no two neighbours are equal. */
   checkWellFormed(what: string): void {
-    assert(this.starts[0] === 0, `${what}: first range does not start at 0`);
+    assert(this.starts[0] === 0, () => `${what}: first range does not start at 0`);
     for (let i = 1; i < this.starts.length; i++) {
-      assert((this.starts[i] as number) > (this.starts[i - 1] as number), `${what}: ranges out of order at ${i}`);
-      assert(this.vals[i] !== this.vals[i - 1], `${what}: unmerged equal neighbours at ${this.starts[i]}`);
+      assert((this.starts[i] as number) > (this.starts[i - 1] as number), () => `${what}: ranges out of order at ${i}`);
+      assert(this.vals[i] !== this.vals[i - 1], () => `${what}: unmerged equal neighbours at ${this.starts[i]}`);
     }
     assert(this.starts.length === 1 || (this.starts[this.starts.length - 1] as number) < this.end_index,
-      `${what}: range starts past the end`);
+      () => `${what}: range starts past the end`);
   }
 }

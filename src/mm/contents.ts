@@ -79,6 +79,21 @@ export class ContentStore {
     this.writable(p).set(src.subarray(srcOff, srcOff + len), off);
   }
 
+  /** Zero one page (the common free path). */
+  zeroOne(p: Pfn): void {
+    if (this.nr_written_pages === 0) return;
+    const key = Math.floor(p / CHUNK);
+    const chunk = this.chunks.get(key);
+    if (chunk === undefined) return;
+    const s = chunk[p % CHUNK] as number;
+    if (s === 0) return;
+    this.freeSlot(s - 1);
+    chunk[p % CHUNK] = 0;
+    this.nr_written_pages--;
+    for (let i = 0; i < CHUNK; i++) if (chunk[i] !== 0) return;
+    this.chunks.delete(key);
+  }
+
   /** Zero pages [p, p + nr_pages): drop their buffers. Cost follows the chunks present, not nr_pages. */
   zero(p: Pfn, nr_pages: number): void {
     const end = p + nr_pages;
@@ -133,6 +148,6 @@ export class ContentStore {
   checkConsistent(): void {
     let n = 0;
     for (const chunk of this.chunks.values()) for (let i = 0; i < CHUNK; i++) if (chunk[i] !== 0) n++;
-    assert(n === this.nr_written_pages, `content store counts ${this.nr_written_pages} pages, holds ${n}`);
+    assert(n === this.nr_written_pages, () => `content store counts ${this.nr_written_pages} pages, holds ${n}`);
   }
 }

@@ -14,7 +14,7 @@
  *   - a transient lookup: +1 reference while it runs.
  * The folio is freed (and its contents zeroed) when the count reaches 0.
  */
-import { assert } from '../lib/assert.js';
+import { assert, ModelBug } from '../lib/assert.js';
 import type { Pfn } from '../lib/types.js';
 import { ContentStore } from './contents.js';
 
@@ -67,13 +67,20 @@ export class PhysMem {
     this.freeHooks.push(h);
   }
 
+  /** One-entry cache: sequential pfns hit the same section. */
+  private last_key = -1;
+  private last_section: Section | undefined = undefined;
+
   private section(p: number): Section {
     const key = Math.floor(p / SECTION);
+    if (key === this.last_key) return this.last_section as Section;
     let s = this.sections.get(key);
     if (s === undefined) {
       s = new Section();
       this.sections.set(key, s);
     }
+    this.last_key = key;
+    this.last_section = s;
     return s;
   }
 
@@ -111,7 +118,7 @@ export class PhysMem {
   initFolio(head: Pfn, order: number, flags: number): void {
     const s = this.section(head);
     const i = head % SECTION;
-    assert(((s.flags[i] as number) & PG_allocated) === 0, `pfn ${head} allocated twice`);
+    if (((s.flags[i] as number) & PG_allocated) !== 0) throw new ModelBug(`pfn ${head} allocated twice`);
     s.refcount[i] = 1;
     s.mapcount[i] = 0;
     s.pincount[i] = 0;
@@ -176,6 +183,15 @@ export class PhysMem {
     s.index[head % SECTION] = index;
   }
 
+  /** Remove a folio from its page cache: clear the owner and drop the cache's nr references. */
+  dropFromCache(head: Pfn, nr_refs: number): void {
+    const s = this.section(head);
+    const i = head % SECTION;
+    s.owner[i] = 0;
+    s.index[i] = 0;
+    this.put(head, nr_refs);
+  }
+
   /** Change a folio's order in place (HugeTLB split/merge restructure the memmap, not the frames). */
   setOrder(head: Pfn, order: number): void {
     this.section(head).order[head % SECTION] = order;
@@ -186,7 +202,7 @@ export class PhysMem {
   get(head: Pfn, n = 1): void {
     const s = this.section(head);
     const i = head % SECTION;
-    assert((s.refcount[i] as number) > 0, `folio_get on free pfn ${head}`);
+    if ((s.refcount[i] as number) <= 0) throw new ModelBug(`folio_get on free pfn ${head}`);
     s.refcount[i] = (s.refcount[i] as number) + n;
   }
 
@@ -195,10 +211,10 @@ export class PhysMem {
     const s = this.section(head);
     const i = head % SECTION;
     const c = (s.refcount[i] as number) - n;
-    assert(c >= 0, `folio_put underflow on pfn ${head}`);
+    if (c < 0) throw new ModelBug(`folio_put underflow on pfn ${head}`);
     s.refcount[i] = c;
     if (c > 0) return false;
-    this.freeFolio(head);
+    this.freeFolio(head, s, i);
     return true;
   }
 
@@ -214,7 +230,7 @@ export class PhysMem {
     const s = this.section(head);
     const i = head % SECTION;
     const m = (s.mapcount[i] as number) - 1;
-    assert(m >= 0, `mapcount underflow on pfn ${head}`);
+    if (m < 0) throw new ModelBug(`mapcount underflow on pfn ${head}`);
     s.mapcount[i] = m;
     return this.put(head);
   }
@@ -230,25 +246,26 @@ export class PhysMem {
     const s = this.section(head);
     const i = head % SECTION;
     const c = (s.pincount[i] as number) - 1;
-    assert(c >= 0, `pincount underflow on pfn ${head}`);
+    if (c < 0) throw new ModelBug(`pincount underflow on pfn ${head}`);
     s.pincount[i] = c;
     return this.put(head);
   }
 
   /** Free: zero the contents (drop buffers), clear the memmap, give the frames back. */
-  private freeFolio(head: Pfn): void {
-    const s = this.section(head);
-    const i = head % SECTION;
+  private freeFolio(head: Pfn, s: Section, i: number): void {
     const order = s.order[i] as number;
     const nr = 2 ** order;
-    assert((s.mapcount[i] as number) === 0 && (s.pincount[i] as number) === 0,
-      `freeing mapped or pinned folio at pfn ${head}`);
-    this.contents.zero(head, nr);
+    if ((s.mapcount[i] as number) !== 0 || (s.pincount[i] as number) !== 0) {
+      throw new ModelBug(`freeing mapped or pinned folio at pfn ${head}`);
+    }
+    if (nr === 1) this.contents.zeroOne(head);
+    else this.contents.zero(head, nr);
     s.flags[i] = 0;
     s.owner[i] = 0;
     s.order[i] = 0;
-    for (const hook of this.freeHooks) if (hook(head, order)) return;
-    assert(order === 0, `order-${order} folio at pfn ${head} freed with no owner pool`);
+    const hooks = this.freeHooks;
+    for (let h = 0; h < hooks.length; h++) if ((hooks[h] as FreeHook)(head, order)) return;
+    assert(order === 0, () => `order-${order} folio at pfn ${head} freed with no owner pool`);
     this.freeFrame(head);
   }
 

@@ -245,7 +245,7 @@ export class Mm {
       this.tables.set(key, t);
       this.tableCounts.set(key, 0);
     }
-    assert(t[vpn % TABLE] === 0, `PTE at vpn ${vpn} already present`);
+    assert(t[vpn % TABLE] === 0, () => `PTE at vpn ${vpn} already present`);
     t[vpn % TABLE] = p + 1;
     this.tableCounts.set(key, (this.tableCounts.get(key) as number) + 1);
     this.phys.incMap(p);

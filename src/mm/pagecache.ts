@@ -3,7 +3,7 @@
  * Order-0 folios sit in 2 MiB blocks of Int32Array (pfn + 1, 0 = hole); a huge folio is one
  * entry in the map of its order. Range walks cost the blocks present, never the pages of the range.
  */
-import { assert } from '../lib/assert.js';
+import { assert, ModelBug } from '../lib/assert.js';
 import type { Pfn } from '../lib/types.js';
 
 const BLOCK = 512;
@@ -60,7 +60,7 @@ export class PageCache {
   }
 
   insert(index: number, head: Pfn, order: number): void {
-    assert(this.lookup(index) === null, `page cache slot ${index} already filled`);
+    if (this.lookup(index) !== null) throw new ModelBug(`page cache slot ${index} already filled`);
     if (order === 0) {
       const b = Math.floor(index / BLOCK);
       let blk = this.blocks.get(b);
@@ -78,7 +78,7 @@ export class PageCache {
       assert(index % GIANT === 0, 'unaligned 1G folio');
       this.huge1g.set(index / GIANT, head);
     } else {
-      assert(false, `unsupported folio order ${order}`);
+      assert(false, () => `unsupported folio order ${order}`);
     }
     this.nr_pages += 2 ** order;
     this.nr_folios++;
@@ -89,16 +89,80 @@ export class PageCache {
     if (order === 0) {
       const b = Math.floor(index / BLOCK);
       const blk = this.blocks.get(b);
-      assert(blk !== undefined && blk.pfns[index - b * BLOCK] !== 0, `no folio at ${index}`);
+      assert(blk !== undefined && blk.pfns[index - b * BLOCK] !== 0, () => `no folio at ${index}`);
       blk.pfns[index - b * BLOCK] = 0;
       if (--blk.count === 0) this.blocks.delete(b);
     } else if (order === 9) {
-      assert(this.huge2m.delete(index / BLOCK), `no 2M folio at ${index}`);
+      assert(this.huge2m.delete(index / BLOCK), () => `no 2M folio at ${index}`);
     } else {
-      assert(this.huge1g.delete(index / GIANT), `no 1G folio at ${index}`);
+      assert(this.huge1g.delete(index / GIANT), () => `no 1G folio at ${index}`);
     }
     this.nr_pages -= 2 ** order;
     this.nr_folios--;
+  }
+
+  /**
+   * fallocate's walk: for every index of [start, end) without a folio, `alloc(index)` gives an
+   * order-0 folio (pfn) to insert, or -1 to stop (ENOMEM). Returns false if it stopped. Indices
+   * inside huge folios are skipped. Cost: the blocks of the range plus the pages allocated.
+   */
+  populateRange(start: number, end: number, alloc: (index: number) => number): boolean {
+    for (let b = Math.floor(start / BLOCK); b * BLOCK < end; b++) {
+      if (this.huge2m.has(b) || (this.huge1g.size > 0 && this.huge1g.has(Math.floor((b * BLOCK) / GIANT)))) continue;
+      let blk = this.blocks.get(b);
+      const lo = Math.max(start, b * BLOCK) - b * BLOCK;
+      const hi = Math.min(end, (b + 1) * BLOCK) - b * BLOCK;
+      if (blk === undefined) {
+        blk = new Block();
+        this.blocks.set(b, blk);
+      }
+      const pfns = blk.pfns;
+      for (let i = lo; i < hi; i++) {
+        if (pfns[i] !== 0) continue;
+        const p = alloc(b * BLOCK + i);
+        if (p < 0) {
+          if (blk.count === 0) this.blocks.delete(b);
+          return false;
+        }
+        pfns[i] = p + 1;
+        blk.count++;
+        this.nr_pages++;
+        this.nr_folios++;
+      }
+      if (blk.count === 0) this.blocks.delete(b);
+    }
+    return true;
+  }
+
+  /**
+   * Truncate's walk: remove every folio that starts in [start, end) and give it to `release`.
+   * Order-0 folios are taken straight from the blocks, with no per-page allocation.
+   */
+  removeRange(start: number, end: number, release: (head: Pfn, index: number, order: number) => void): void {
+    if (start >= end || this.nr_folios === 0) return;
+    if (this.huge1g.size > 0 || this.huge2m.size > 0) {
+      for (const f of this.folios(start, end)) {
+        if (f.order === 0 || f.index < start) continue;
+        this.remove(f.index, f.order);
+        release(f.head, f.index, f.order);
+      }
+    }
+    for (const key of keysInRange(this.blocks, Math.floor(start / BLOCK), Math.ceil(end / BLOCK))) {
+      const blk = this.blocks.get(key) as Block;
+      const lo = Math.max(start, key * BLOCK) - key * BLOCK;
+      const hi = Math.min(end, (key + 1) * BLOCK) - key * BLOCK;
+      const pfns = blk.pfns;
+      for (let i = lo; i < hi && blk.count > 0; i++) {
+        const e = pfns[i] as number;
+        if (e === 0) continue;
+        pfns[i] = 0;
+        blk.count--;
+        this.nr_pages--;
+        this.nr_folios--;
+        release((e - 1) as Pfn, key * BLOCK + i, 0);
+      }
+      if (blk.count === 0) this.blocks.delete(key);
+    }
   }
 
   /**

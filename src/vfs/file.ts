@@ -23,12 +23,12 @@ export abstract class KFile {
   }
 
   fget(): void {
-    assert(this.f_count > 0, `fget on a released ${this.kind} file`);
+    assert(this.f_count > 0, () => `fget on a released ${this.kind} file`);
     this.f_count++;
   }
 
   fput(): void {
-    assert(this.f_count > 0, `fput underflow on a ${this.kind} file`);
+    assert(this.f_count > 0, () => `fput underflow on a ${this.kind} file`);
     if (--this.f_count === 0) this.release();
   }
 
