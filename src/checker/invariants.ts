@@ -31,12 +31,29 @@ export function checkInvariants(k: { state: ModelState }): void {
   const s = k.state;
   const phys = s.phys;
 
-  // Who owns each page-cache folio, from the page caches themselves.
+  // Who owns each page-cache folio, from the page caches themselves. Split HugeTLB blocks are
+  // kept as ranges: their subpages are order-0 folios at head + i.
   const owner = new Map<number, Owned>();
+  const splitOwners: Array<{ head: number; nr: number; inode: GmemInode; index: number }> = [];
   for (const inode of s.inodes) {
     assert(!inode.invalidate_lock.held, () => `inode ${inode.ino}: invalidate_lock held at rest`);
     inode.shareability?.checkWellFormed(`inode ${inode.ino} shareability`);
+    if (inode.huge_order > 0) {
+      assert(inode.i_blocks === inode.pages.nr_pages * 8, () => `inode ${inode.ino}: i_blocks ${inode.i_blocks}, cached pages ${inode.pages.nr_pages}`);
+    }
     for (const f of inode.pages.folios(0, inode.nr_pages)) {
+      if (f.split === true) {
+        splitOwners.push({ head: f.head, nr: 2 ** f.order, inode, index: f.index });
+        if (inode.policy?.split === 'eager' && inode.shareability !== null) {
+          assert(!inode.allPrivate(f.index, f.index + 2 ** f.order) || inode.policy.merge !== 'eager',
+            () => `inode ${inode.ino}: block ${f.index} is all private but still split (eager merge)`);
+        }
+        continue;
+      }
+      if (f.order > 0 && inode.policy?.split === 'eager' && inode.shareability !== null) {
+        assert(inode.allPrivate(f.index, f.index + 2 ** f.order),
+          () => `inode ${inode.ino}: whole huge folio at ${f.index} in a block with shared pages (eager split)`);
+      }
       assert(phys.isAllocated(f.head), () => `inode ${inode.ino}: page cache holds free pfn ${f.head}`);
       assert(phys.owner(f.head) === inode.mapping_id && phys.index(f.head) === f.index,
         () => `inode ${inode.ino}: folio ${f.head} at ${f.index} has owner ${phys.owner(f.head)}/${phys.index(f.head)}`);
@@ -56,6 +73,13 @@ export function checkInvariants(k: { state: ModelState }): void {
     }
   }
 
+  const ownerOf = (p: number): Owned | undefined => {
+    const o = owner.get(p);
+    if (o !== undefined) return o;
+    for (const b of splitOwners) if (p >= b.head && p < b.head + b.nr) return { inode: b.inode, index: b.index + (p - b.head), in_cache: true };
+    return undefined;
+  };
+
   // Host page tables: mapcounts, and property 1.
   const mapcount = new Map<number, number>();
   for (const [vpn, p] of s.mm.ptes()) {
@@ -65,7 +89,8 @@ export function checkInvariants(k: { state: ModelState }): void {
     const index = v.indexOf(vpn * 4096);
     const backing = v.ops.mapping.pages.pfnAt(index);
     assert(backing === p, () => `PTE at 0x${(vpn * 4096).toString(16)} maps pfn ${p}, the file has ${backing}`);
-    const o = owner.get(p);
+    assert(phys.order(p) === 0, () => `PTE at 0x${(vpn * 4096).toString(16)} maps a huge folio`);
+    const o = ownerOf(p);
     const inode = o?.inode ?? null;
     if (o !== undefined && inode !== null) {
       assert(inode.isShared(o.index), () => `host maps private guest_memfd page ${o.index} of inode ${inode.ino}`);
@@ -78,7 +103,7 @@ export function checkInvariants(k: { state: ModelState }): void {
   for (const pin of s.mm.pinList.values()) {
     for (const p of pin.pfns) {
       pincount.set(p, (pincount.get(p) ?? 0) + 1);
-      const o = owner.get(p);
+      const o = ownerOf(p);
       const inode = o?.inode ?? null;
       if (o !== undefined && inode !== null) {
         assert(inode.isShared(o.index), () => `private guest_memfd page ${o.index} of inode ${inode.ino} is pinned`);
@@ -87,11 +112,11 @@ export function checkInvariants(k: { state: ModelState }): void {
   }
 
   // Every folio: refcount = page cache refs + mapcount + pincount; property 3 for allocated folios.
-  let buddy_used = 0;
+  let buddy_used = phys.nr_reserved_frames;
   for (const head of phys.allocatedFolios()) {
     const nr = phys.nrPages(head);
     if (head < phys.buddy_end) buddy_used += nr;
-    const o = owner.get(head);
+    const o = ownerOf(head);
     const expected = (o?.in_cache ? nr : 0) + (mapcount.get(head) ?? 0) + (pincount.get(head) ?? 0);
     assert(phys.mapcount(head) === (mapcount.get(head) ?? 0), () => `pfn ${head}: mapcount ${phys.mapcount(head)}, PTEs ${mapcount.get(head) ?? 0}`);
     assert(phys.pincount(head) === (pincount.get(head) ?? 0), () => `pfn ${head}: pincount ${phys.pincount(head)}, pins ${pincount.get(head) ?? 0}`);
@@ -102,10 +127,28 @@ export function checkInvariants(k: { state: ModelState }): void {
     }
   }
   assert(buddy_used === phys.nr_buddy_used, () => `page allocator counts ${phys.nr_buddy_used} used, folios hold ${buddy_used}`);
+  const h = phys.hugetlb;
+  if (h !== null) {
+    assert(h.vmemmap_in_use === phys.nr_reserved_frames, () => `vmemmap in use ${h.vmemmap_in_use}, frames reserved ${phys.nr_reserved_frames}`);
+    for (const sp of h.splitFolios()) {
+      // A split block in the page cache must be one of a page cache's split entries.
+      if (sp.default_in_cache) {
+        assert(splitOwners.some((b) => b.head === sp.head), () => `split folio at pfn ${sp.head} in no page cache`);
+      }
+    }
+    let resv = 0;
+    for (const inode of s.inodes) if (inode.subpool !== null && inode.subpool.alive) resv += inode.subpool.max - inode.subpool.used;
+    for (const hs of h.hstates) {
+      assert(hs.free === hs.free_list.length, () => `${hs.size}: free ${hs.free}, free list ${hs.free_list.length}`);
+      assert(hs.free >= hs.resv, () => `${hs.size}: free ${hs.free} below resv ${hs.resv}`);
+    }
+    const total_resv = h.hstates.reduce((a, hs) => a + hs.resv, 0);
+    assert(total_resv === resv, () => `hstates reserve ${total_resv} pages, live subpools ${resv}`);
+  }
 
   // Property 3 for free frames: contents exist only inside allocated folios.
   for (const p of phys.contents.writtenPfns()) {
-    assert(isInsideAllocatedFolio(s, p), () => `free pfn ${p} still holds data`);
+    assert(isInsideAllocatedFolio(s, p) || ownerOf(p) !== undefined, () => `free pfn ${p} still holds data`);
   }
   phys.contents.checkConsistent();
 

@@ -9,6 +9,7 @@ import { EFAULT, EHWPOISON, EINVAL, EIO, ENOMEM } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
 import type { GmemOwnerOps, GmemSlot } from './consumer.js';
 import { GmemFile } from './file.js';
+import type { GmemInode } from './inode.js';
 import { GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_SUPPORT_SHARED } from '../uapi/kvm.js';
 
 /**
@@ -74,12 +75,28 @@ export function gmemGetPfn(phys: PhysMem, slot: GmemSlot, gfn: number): GmemPfn 
   if (file.bindings.get(index) !== slot) return EIO;
   inode.invalidate_lock.downRead();
   try {
-    const head = inode.getFolio(phys, index);
-    if (head < 0) return ENOMEM;
-    if (phys.testFlag(head as Pfn, PG_hwpoison)) return EHWPOISON;
-    inode.prepareFolio(phys, head as Pfn);
-    return { pfn: head as Pfn, max_order: 0 };
+    const page = inode.getPage(phys, index);
+    if (page < 0) return ENOMEM;
+    const f = inode.pages.lookup(index);
+    assert(f !== null, 'page vanished from the page cache');
+    if (phys.testFlag(f.head, PG_hwpoison)) return EHWPOISON;
+    inode.preparePage(phys, index);
+    return { pfn: page as Pfn, max_order: maxOrder(inode, f.order, index) };
   } finally {
     inode.invalidate_lock.upRead();
   }
+}
+
+/**
+ * The largest order KVM may map `index` at: the folio's order, limited to a block whose
+ * shareability is uniform (with lazy splitting a whole folio can sit in a mixed block).
+ */
+function maxOrder(inode: GmemInode, folio_order: number, index: number): number {
+  for (const order of [18, 9]) {
+    if (folio_order < order) continue;
+    const nr = 2 ** order;
+    const base = Math.floor(index / nr) * nr;
+    if (inode.shareability === null || inode.shareability.uniform(base, base + nr).found) return order;
+  }
+  return 0;
 }

@@ -9,7 +9,9 @@ import type { AddressSpace } from '../mm/mapping.js';
 import { PG_uptodate, type PhysMem } from '../mm/memmap.js';
 import { PageCache } from '../mm/pagecache.js';
 import type { Vma } from '../mm/mm.js';
+import type { Subpool } from '../mm/hugetlb.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/kvm.js';
+import type { Policy } from '../kvm/policy.js';
 import type { GmemFile } from './file.js';
 import { RwSem } from './rwsem.js';
 
@@ -32,6 +34,8 @@ export interface GmemInodeInit {
   init_shared: boolean;
   /** Track shareability per index (in-place and rfc-1g with SUPPORT_SHARED); v6.18 keeps one file-wide state. */
   per_index_shareability: boolean;
+  /** HugeTLB backing: folio order 9 (2 MiB) or 18 (1 GiB); 0 for order-0 pages. */
+  huge_order: number;
 }
 
 export class GmemInode implements AddressSpace {
@@ -55,10 +59,17 @@ export class GmemInode implements AddressSpace {
   readonly files: GmemFile[] = [];
   /** Bumped by every successful fallocate (file_modified). */
   mtime_ticks = 0;
-  /** i_blocks in 512-byte units; 6.18 never updates it for guest_memfd. */
+  /** i_blocks in 512-byte units; 6.18 never updates it for guest_memfd (HugeTLB files do). */
   i_blocks = 0;
+  /** HugeTLB folio order (9 or 18), 0 for order-0 backing. */
+  readonly huge_order: number;
+  /** The HugeTLB subpool that reserved the whole file at create. */
+  subpool: Subpool | null = null;
+  /** The design knobs in force (split, merge, atomicity, ...). */
+  policy: Policy | null = null;
 
   constructor(init: GmemInodeInit) {
+    this.huge_order = init.huge_order;
     this.ino = init.ino;
     this.mapping_id = init.mapping_id;
     this.nr_pages = init.nr_pages;
@@ -76,25 +87,78 @@ export class GmemInode implements AddressSpace {
     return this.nr_pages * 4096;
   }
 
+  /** Pages per folio of the backing: 1, 512 or 262,144. */
+  get folio_pages(): number {
+    return 2 ** this.huge_order;
+  }
+
+  /** st_blksize: the huge page size for HugeTLB files. */
+  get blksize(): number {
+    return 4096 * this.folio_pages;
+  }
+
+  /** Is every page of [start, end) private? */
+  allPrivate(start: number, end: number): boolean {
+    return this.shareability === null ? !this.init_shared : this.shareability.allEqual(start, end, PRIVATE);
+  }
+
   /** May host user space fault page `index`? (kvm_gmem_fault_user_mapping's gate.) */
   isShared(index: number): boolean {
     if (this.shareability === null) return this.init_shared;
     return this.shareability.get(index) === SHARED;
   }
 
-  /** kvm_gmem_get_folio: the folio at `index`, allocated (not zeroed) when absent; -1 on ENOMEM. */
-  getFolio(phys: PhysMem, index: number): number {
+  /**
+   * kvm_gmem_get_folio: the pfn of page `index`, allocating its folio (not zeroed) when absent;
+   * -1 on ENOMEM. A HugeTLB file allocates the whole huge folio of the block from its subpool,
+   * and (eager split) splits it at once if the block is not all private.
+   */
+  getPage(phys: PhysMem, index: number): number {
     const p = this.pages.pfnAt(index);
     if (p >= 0) return p;
-    const head = phys.allocFolio0();
+    if (this.huge_order === 0) {
+      const head = phys.allocFolio0();
+      if (head < 0) return -1;
+      phys.setOwner(head as Pfn, this.mapping_id, index);
+      this.pages.insert(index, head as Pfn, 0);
+      return head;
+    }
+    const nr = this.folio_pages;
+    const base = Math.floor(index / nr) * nr;
+    const hugetlb = phys.hugetlb;
+    if (hugetlb === null || this.subpool === null) return -1;
+    const head = hugetlb.allocFolio(this.subpool);
     if (head < 0) return -1;
-    phys.setOwner(head as Pfn, this.mapping_id, index);
-    this.pages.insert(index, head as Pfn, 0);
-    return head;
+    phys.setOwner(head as Pfn, this.mapping_id, base);
+    // The allocation's reference becomes one of the page cache's nr references.
+    phys.get(head as Pfn, nr - 1);
+    this.pages.insert(base, head as Pfn, this.huge_order);
+    this.i_blocks += nr * 8;
+    if (this.policy?.split === 'eager' && !this.allPrivate(base, base + nr)) {
+      // Fresh-folio split: a block with a shared page is never mapped huge. No vmemmap → ENOMEM.
+      if (!hugetlb.split(head as Pfn)) return -1;
+      this.pages.setSplit(base, this.huge_order, true);
+    }
+    return head + (index - base);
   }
 
-  /** Allocate the missing order-0 folios of [start, end) (not zeroed); false on ENOMEM. */
+  /**
+   * Zero-once: the first user of a folio finds it zeroed and marks it uptodate. For a whole
+   * huge folio that is the whole folio (R51 zeroes it on first use); otherwise the 4K page.
+   */
+  preparePage(phys: PhysMem, index: number): void {
+    const f = this.pages.lookup(index);
+    if (f === null || phys.testFlag(f.head, PG_uptodate)) return;
+    phys.contents.zero(f.head, 2 ** f.order);
+    phys.setFlag(f.head, PG_uptodate);
+  }
+
+  /** Allocate the missing folios of [start, end) (not zeroed); false on ENOMEM. */
   allocateRange(phys: PhysMem, start: number, end: number): boolean {
+    if (this.huge_order > 0) {
+      for (let i = start; i < end; i += this.folio_pages) if (this.getPage(phys, i) < 0) return false;
+      return true;
+    }
     const mapping_id = this.mapping_id;
     return this.pages.populateRange(start, end, (index) => {
       const head = phys.allocFolio0();
@@ -103,10 +167,4 @@ export class GmemInode implements AddressSpace {
     });
   }
 
-  /** Zero-once: the first user of a folio finds it zeroed and marks it uptodate. */
-  prepareFolio(phys: PhysMem, head: Pfn): void {
-    if (phys.testFlag(head, PG_uptodate)) return;
-    phys.contents.zero(head, phys.nrPages(head));
-    phys.setFlag(head, PG_uptodate);
-  }
 }

@@ -4,13 +4,18 @@
  * the generic checks; the semantics live in mm/, gmem/ and kvm/.
  */
 import { assert } from '../lib/assert.js';
-import { toU64 } from '../lib/u64.js';
+import { S64_MAX, toU64 } from '../lib/u64.js';
 import { AnonMemory } from '../mm/anon.js';
 import { PhysMem } from '../mm/memmap.js';
 import { Mm } from '../mm/mm.js';
 import type { VmOps } from '../mm/mapping.js';
 import { GmemFile } from '../gmem/file.js';
 import { checkCreate } from '../gmem/create.js';
+import { type GmemContext, GmemStats } from '../gmem/context.js';
+import { gmemIoctl } from '../gmem/ioctl.js';
+import { checkPolicy, type Policy } from '../kvm/policy.js';
+import type { HugeSize } from '../mm/hugetlb.js';
+import type { ModelMetrics } from './metrics.js';
 import { GmemInode, type GmemUapi } from '../gmem/inode.js';
 import { gmemSupportedFlags } from '../kvm/caps.js';
 import { type Arch, type KernelConfig, supportedVmTypes } from '../kvm/config.js';
@@ -20,7 +25,7 @@ import { gmemFileIoctl, type IoctlContext, kvmDevIoctl, vcpuIoctl, vmIoctl } fro
 import { Vcpu } from '../kvm/vcpu.js';
 import { Kvm } from '../kvm/vm.js';
 import { KFile } from '../vfs/file.js';
-import { EACCES, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, EPERM, ESPIPE } from '../uapi/errno.js';
+import { EACCES, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO, EOVERFLOW, EPERM, ESPIPE } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
 import {
   MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_REMOVE, MAP_ANONYMOUS, PROT_EXEC,
@@ -36,9 +41,9 @@ export interface ModelKernelOptions {
   /** Host physical memory; default 64 GiB. */
   memoryBytes?: number;
   /** HugeTLB pool sizes, e.g. { '2M': 512, '1G': 16 }. */
-  hugepages?: { '2M'?: number; '1G'?: number };
-  /** Design knobs; each defaults to what the uapi does. */
-  policy?: Record<string, string>;
+  hugepages?: Partial<Record<HugeSize, number>>;
+  /** Design knobs (src/kvm/policy.ts); each defaults to what the uapi does. */
+  policy?: Partial<Record<string, string>>;
 }
 
 const DEFAULT_MEMORY_BYTES = 64 * 2 ** 30;
@@ -54,11 +59,13 @@ export interface ModelState {
   readonly vcpus: ReadonlyMap<number, Vcpu>;
 }
 
-export class ModelKernel implements Syscalls, IoctlContext {
+export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
   readonly backend = 'model' as const;
   readonly cfg: KernelConfig;
   readonly phys: PhysMem;
   readonly mm: Mm;
+  readonly policy: Policy;
+  readonly stats = new GmemStats();
   readonly fds = new FdTable();
   readonly vms = new Set<Kvm>();
   readonly inodes = new Set<GmemInode>();
@@ -78,8 +85,12 @@ export class ModelKernel implements Syscalls, IoctlContext {
     if (!Number.isSafeInteger(memory_bytes) || memory_bytes <= 0 || memory_bytes % 4096 !== 0) {
       throw new TypeError('createModelKernel: memoryBytes must be a positive multiple of 4096');
     }
+    for (const key of Object.keys(opts.hugepages ?? {})) {
+      if (key !== '2M' && key !== '1G') throw new TypeError(`createModelKernel: unknown hugepage size '${key}' (2M or 1G)`);
+    }
     this.cfg = { uapi, arch };
-    this.phys = new PhysMem(memory_bytes);
+    this.policy = checkPolicy(uapi, opts.policy ?? {});
+    this.phys = new PhysMem(memory_bytes, opts.hugepages ?? {});
     this.mm = new Mm(this.phys);
   }
 
@@ -127,9 +138,18 @@ export class ModelKernel implements Syscalls, IoctlContext {
     const name = 'ioctl(KVM_CREATE_GUEST_MEMFD)';
     const size = toU64(args.size, name);
     const flags = toU64(args.flags, name);
-    const init = checkCreate(this.cfg.uapi, size, flags, gmemSupportedFlags(this.cfg, vm));
+    const page_order = Number(toU64(args.page_order, name) & 0xffn);
+    const init = checkCreate(this.cfg.uapi, size, flags, gmemSupportedFlags(this.cfg, vm), this.cfg.uapi === 'in-place' ? page_order : 0);
+    let subpool = null;
+    if (init.huge_order > 0) {
+      // The subpool reserves the whole file now; a pool that cannot is ENOMEM, nothing changed.
+      subpool = this.phys.hugetlb?.createSubpool(init.huge_order, init.nr_pages / 2 ** init.huge_order) ?? null;
+      if (subpool === null) throw new SyscallError(ENOMEM, name, 'HugeTLB pool cannot reserve the file');
+    }
     const inode = new GmemInode({ ...init, ino: this.next_ino++, mapping_id: this.next_mapping_id++ });
-    const file = new GmemFile(inode, vm, this.phys, this.mm, (i) => this.inodes.delete(i));
+    inode.subpool = subpool;
+    inode.policy = this.policy;
+    const file = new GmemFile(inode, vm, this, (i) => this.inodes.delete(i));
     this.inodes.add(inode);
     try {
       return this.fds.install(file, name);
@@ -143,14 +163,23 @@ export class ModelKernel implements Syscalls, IoctlContext {
     return this.fds.get(fd);
   }
 
-  gmemIoctl(_file: GmemFile, request: number, _arg: IoctlArg | undefined): number {
-    throw new SyscallError(ENOTTY, `ioctl(0x${request.toString(16)})`, 'not a guest_memfd ioctl');
+  gmemIoctl(file: GmemFile, request: number, arg: IoctlArg | undefined): number {
+    return gmemIoctl(file, this, request, arg);
   }
 
   // ---- Syscalls --------------------------------------------------------------------------------
 
   open(path: string, _flags: number): number {
-    if (path !== '/dev/kvm') throw new SyscallError(ENOENT, 'open', path);
+    const proc_fd = /^\/proc\/self\/fd\/(\d+)$/.exec(path);
+    if (proc_fd !== null) {
+      // Re-opening through procfs opens the fd's inode anew. VM, vCPU and guest_memfd files are
+      // anonymous inodes, whose i_fop is no_open_fops: ENXIO. /dev/kvm opens as /dev/kvm.
+      const f = this.fds.get(Number(proc_fd[1]));
+      if (f === undefined) throw new SyscallError(ENOENT, 'open', path);
+      if (!(f instanceof KvmDevFile)) throw new SyscallError(ENXIO, 'open', `${path}: anonymous inode`);
+    } else if (path !== '/dev/kvm') {
+      throw new SyscallError(ENOENT, 'open', path);
+    }
     return this.fds.install(new KvmDevFile(), 'open');
   }
 
@@ -203,13 +232,19 @@ export class ModelKernel implements Syscalls, IoctlContext {
       return this.mm.mmapRegion(addr, length, prot, flags, anon, 0, type === 'shared', true);
     }
     const f = this.fds.fget(fd, name);
+    // The offset is an unsigned long: a negative one is a page offset near 2^52.
+    const pgoff = offset < 0 ? 2 ** 52 + offset / 4096 : offset / 4096;
+    // file_mmap_ok: a regular file's mapping must end below MAX_LFS_FILESIZE (before the map type).
+    if (f.is_regular && BigInt(pgoff) > (S64_MAX - BigInt(Math.ceil(length / 4096) * 4096)) >> 12n) {
+      throw new SyscallError(EOVERFLOW, name, 'offset beyond the maximum file size');
+    }
     if (type === null) throw new SyscallError(EINVAL, name, 'map type');
     if (f instanceof GmemFile) {
       // guest_memfd's mount is noexec: PROT_EXEC is EPERM before the file's own checks.
       if ((prot & PROT_EXEC) !== 0) throw new SyscallError(EPERM, name, 'noexec');
-      f.mmapCheck(type === 'shared');
+      f.mmapCheck(type === 'shared', length);
       const ops: VmOps = f;
-      return this.mm.mmapRegion(addr, length, prot, flags, ops, offset / 4096, type === 'shared', false);
+      return this.mm.mmapRegion(addr, length, prot, flags, ops, pgoff, type === 'shared', false);
     }
     throw new SyscallError(ENODEV, name, `${f.kind} files cannot be mapped in the model`);
   }
@@ -253,7 +288,7 @@ export class ModelKernel implements Syscalls, IoctlContext {
     const f = this.fds.fget(fd, 'fstat');
     if (f instanceof GmemFile) {
       const inode = f.inode;
-      return { st_size: inode.size_bytes, st_blksize: 4096, st_blocks: inode.i_blocks, st_ino: inode.ino, st_mode: 0o100600, st_nlink: 1 };
+      return { st_size: inode.size_bytes, st_blksize: inode.blksize, st_blocks: inode.i_blocks, st_ino: inode.ino, st_mode: 0o100600, st_nlink: 1 };
     }
     if (f instanceof KvmDevFile) return { st_size: 0, st_blksize: 4096, st_blocks: 0, st_ino: 2, st_mode: 0o20660, st_nlink: 1 };
     // Every anon-inode file (VM, vCPU) shares the one anonymous inode.
@@ -337,7 +372,51 @@ export class ModelKernel implements Syscalls, IoctlContext {
   }
 
   readFile(path: string): string {
-    throw new SyscallError(ENOENT, 'readFile', path);
+    const v = this.phys.hugetlb?.sysfs(path) ?? null;
+    if (v === null) throw new SyscallError(ENOENT, 'readFile', path);
+    return v;
+  }
+
+  /** What the model counts (src/kernel/metrics.ts): a snapshot. */
+  metrics(): ModelMetrics {
+    const stage2 = { '4k': 0, '2m': 0, '1g': 0 };
+    let zapped = 0;
+    let flushes = 0;
+    let guest_faults = 0;
+    for (const vm of this.vms) {
+      const m = vm.stage2.mapped_pages;
+      stage2['4k'] += m['4k'];
+      stage2['2m'] += m['2m'];
+      stage2['1g'] += m['1g'];
+      zapped += vm.stage2.nr_zapped_leaves;
+      flushes += vm.stage2.nr_tlb_flushes;
+      guest_faults += vm.nr_faults;
+    }
+    const h = this.phys.hugetlb;
+    const st = this.stats;
+    return {
+      stage2_pages: stage2,
+      iommu_pages: { '4k': 0, '2m': 0, '1g': 0 },
+      huge_folios: h?.folioCounts() ?? { whole_2m: 0, split_2m: 0, whole_1g: 0, split_1g: 0 },
+      order0_folios: this.phys.nr_buddy_used - this.phys.nr_reserved_frames,
+      splits: h?.splits ?? 0,
+      merges: h?.merges ?? 0,
+      vmemmap_pages_allocated: h?.vmemmap_allocated ?? 0,
+      vmemmap_pages_freed: h?.vmemmap_freed ?? 0,
+      vmemmap_pages_in_use: h?.vmemmap_in_use ?? 0,
+      conversions_done: st.conversions_done,
+      conversions_eagain: st.conversions_eagain,
+      conversions_failed: st.conversions_failed,
+      pages_converted: st.pages_converted,
+      invalidations: st.invalidations,
+      zapped_leaves: zapped,
+      tlb_flushes: flushes,
+      guest_faults,
+      host_faults: st.host_faults,
+      sigbus: st.sigbus,
+      dma_faults: 0,
+      model_bytes: this.phys.memmap_bytes + this.phys.contents.heap_bytes,
+    };
   }
 }
 

@@ -197,10 +197,11 @@ export class Vcpu {
     if (nr === KVM_HC_MAP_GPA_RANGE) {
       const gpa = args[0] ?? 0;
       const npages = args[1] ?? 0;
+      // __kvm_emulate_hypercall: -KVM_ENOSYS unless user space opted in, before the argument checks.
+      if ((this.vm.exit_hypercall_mask & (1 << KVM_HC_MAP_GPA_RANGE)) === 0) return this.completeHypercall(-KVM_ENOSYS);
       if (gpa % PAGE !== 0 || npages <= 0 || !Number.isSafeInteger(gpa / PAGE + npages)) {
         return this.completeHypercall(-KVM_EINVAL);
       }
-      if ((this.vm.exit_hypercall_mask & (1 << KVM_HC_MAP_GPA_RANGE)) === 0) return this.completeHypercall(-KVM_ENOSYS);
       const run = this.run;
       run.exit_reason = KVM_EXIT_HYPERCALL;
       run.hypercall = { nr, args: [0, 1, 2, 3, 4, 5].map((i) => args[i] ?? 0), ret: 0, flags: 1 /* LONG_MODE */ };

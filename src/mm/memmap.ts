@@ -17,6 +17,7 @@
 import { assert, ModelBug } from '../lib/assert.js';
 import type { Pfn } from '../lib/types.js';
 import { ContentStore } from './contents.js';
+import { type HugeSize, HugeTlb } from './hugetlb.js';
 
 const SECTION = 512;
 
@@ -56,12 +57,38 @@ export class PhysMem {
   /** HugeTLB (or other) owners of frame ranges take their folios back here. */
   private readonly freeHooks: FreeHook[] = [];
 
-  constructor(memory_bytes: number) {
+  /** The HugeTLB pools and the memmap of their frames (pfns ≥ buddy_end), or null. */
+  readonly hugetlb: HugeTlb | null;
+
+  constructor(memory_bytes: number, hugepages: Partial<Record<HugeSize, number>> = {}) {
     assert(memory_bytes % 4096 === 0 && memory_bytes > 0, 'memory size must be whole pages');
     this.nr_pages = memory_bytes / 4096;
     assert(this.nr_pages < 2 ** 31, 'pfns must fit in 31 bits');
-    this.buddy_end = this.nr_pages;
+    this.hugetlb = new HugeTlb(this.nr_pages, hugepages, {
+      reserveFrames: (n) => this.reserveFrames(n),
+      releaseFrames: (n) => this.releaseFrames(n),
+      zeroContents: (p, n) => this.contents.zero(p, n),
+    });
+    this.buddy_end = this.hugetlb.base_pfn;
   }
+
+  /** Frames taken from the page allocator without a folio (vmemmap pages); false if there are not enough. */
+  reserveFrames(n: number): boolean {
+    if (this.nr_buddy_free < n) return false;
+    this.nr_buddy_used += n;
+    this.nr_reserved_frames += n;
+    return true;
+  }
+
+  releaseFrames(n: number): void {
+    assert(this.nr_reserved_frames >= n, 'released more vmemmap frames than reserved');
+    this.nr_buddy_used -= n;
+    this.nr_reserved_frames -= n;
+  }
+
+  /** Frames held without a folio (vmemmap of split HugeTLB folios). */
+  nr_reserved_frames = 0;
+
 
   addFreeHook(h: FreeHook): void {
     this.freeHooks.push(h);
@@ -139,45 +166,60 @@ export class PhysMem {
   // ---- memmap accessors -------------------------------------------------------------------------
 
   isAllocated(head: Pfn): boolean {
+    if (head >= this.buddy_end) return head < this.nr_pages && (this.hugetlb as HugeTlb).isAllocated(head);
     const s = this.sectionIfAny(head);
     return s !== undefined && ((s.flags[head % SECTION] as number) & PG_allocated) !== 0;
   }
   refcount(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).field(head, 'refcount');
     return this.section(head).refcount[head % SECTION] as number;
   }
   mapcount(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).field(head, 'mapcount');
     return this.section(head).mapcount[head % SECTION] as number;
   }
   pincount(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).field(head, 'pincount');
     return this.section(head).pincount[head % SECTION] as number;
   }
   order(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).order(head);
     return this.section(head).order[head % SECTION] as number;
   }
   nrPages(head: Pfn): number {
     return 2 ** this.order(head);
   }
   flags(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).field(head, 'flags');
     return this.section(head).flags[head % SECTION] as number;
   }
   testFlag(head: Pfn, flag: number): boolean {
     return (this.flags(head) & flag) !== 0;
   }
   setFlag(head: Pfn, flag: number): void {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).setField(head, 'flags', this.flags(head) | flag);
     const s = this.section(head);
     s.flags[head % SECTION] = (s.flags[head % SECTION] as number) | flag;
   }
   clearFlag(head: Pfn, flag: number): void {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).setField(head, 'flags', this.flags(head) & ~flag);
     const s = this.section(head);
     s.flags[head % SECTION] = (s.flags[head % SECTION] as number) & ~flag;
   }
   owner(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).field(head, 'owner');
     return this.section(head).owner[head % SECTION] as number;
   }
   index(head: Pfn): number {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).field(head, 'index');
     return this.section(head).index[head % SECTION] as number;
   }
   setOwner(head: Pfn, owner_id: number, index: number): void {
+    if (head >= this.buddy_end) {
+      (this.hugetlb as HugeTlb).setField(head, 'owner', owner_id);
+      (this.hugetlb as HugeTlb).setField(head, 'index', index);
+      return;
+    }
     const s = this.section(head);
     s.owner[head % SECTION] = owner_id;
     s.index[head % SECTION] = index;
@@ -185,6 +227,17 @@ export class PhysMem {
 
   /** Remove a folio from its page cache: clear the owner and drop the cache's nr references. */
   dropFromCache(head: Pfn, nr_refs: number): void {
+    if (head >= this.buddy_end) {
+      const h = this.hugetlb as HugeTlb;
+      if (h.isSplit(head)) {
+        h.evictSplit(head);
+        return;
+      }
+      h.setField(head, 'owner', 0);
+      h.setField(head, 'index', 0);
+      h.adjust(head, -nr_refs, 0, 0);
+      return;
+    }
     const s = this.section(head);
     const i = head % SECTION;
     s.owner[i] = 0;
@@ -200,6 +253,10 @@ export class PhysMem {
   // ---- references ------------------------------------------------------------------------------
 
   get(head: Pfn, n = 1): void {
+    if (head >= this.buddy_end) {
+      (this.hugetlb as HugeTlb).adjust(head, n, 0, 0);
+      return;
+    }
     const s = this.section(head);
     const i = head % SECTION;
     if ((s.refcount[i] as number) <= 0) throw new ModelBug(`folio_get on free pfn ${head}`);
@@ -208,6 +265,7 @@ export class PhysMem {
 
   /** Drop n references; frees the folio when none remain. Returns true if it was freed. */
   put(head: Pfn, n = 1): boolean {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).adjust(head, -n, 0, 0) === 0;
     const s = this.section(head);
     const i = head % SECTION;
     const c = (s.refcount[i] as number) - n;
@@ -219,6 +277,10 @@ export class PhysMem {
   }
 
   incMap(head: Pfn): void {
+    if (head >= this.buddy_end) {
+      (this.hugetlb as HugeTlb).adjust(head, 1, 1, 0);
+      return;
+    }
     const s = this.section(head);
     const i = head % SECTION;
     s.mapcount[i] = (s.mapcount[i] as number) + 1;
@@ -227,6 +289,7 @@ export class PhysMem {
 
   /** Remove one PTE's mapping and its reference. */
   decMap(head: Pfn): boolean {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).adjust(head, -1, -1, 0) === 0;
     const s = this.section(head);
     const i = head % SECTION;
     const m = (s.mapcount[i] as number) - 1;
@@ -236,6 +299,10 @@ export class PhysMem {
   }
 
   pinFolio(head: Pfn): void {
+    if (head >= this.buddy_end) {
+      (this.hugetlb as HugeTlb).adjust(head, 1, 0, 1);
+      return;
+    }
     const s = this.section(head);
     const i = head % SECTION;
     s.pincount[i] = (s.pincount[i] as number) + 1;
@@ -243,6 +310,7 @@ export class PhysMem {
   }
 
   unpinFolio(head: Pfn): boolean {
+    if (head >= this.buddy_end) return (this.hugetlb as HugeTlb).adjust(head, -1, 0, -1) === 0;
     const s = this.section(head);
     const i = head % SECTION;
     const c = (s.pincount[i] as number) - 1;
@@ -269,8 +337,17 @@ export class PhysMem {
     this.freeFrame(head);
   }
 
-  /** Every allocated folio head, ascending (checker; walks the sections present). */
+  /**
+   * Every allocated folio head, ascending (checker): order-0 folios from the sections present,
+   * then whole HugeTLB folios and split subpages with state of their own. Split subpages in their
+   * default state (in the page cache, one reference) are checked through hugetlb.splitFolios().
+   */
   *allocatedFolios(): IterableIterator<Pfn> {
+    yield* this.buddyFolios();
+    if (this.hugetlb !== null) for (const a of this.hugetlb.allocated()) yield a.p;
+  }
+
+  private *buddyFolios(): IterableIterator<Pfn> {
     const keys = [...this.sections.keys()].sort((a, b) => a - b);
     for (const key of keys) {
       const s = this.sections.get(key) as Section;

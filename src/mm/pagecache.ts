@@ -19,12 +19,20 @@ export interface CachedFolio {
   /** File index of the folio's first page. */
   index: number;
   order: number;
+  /**
+   * A HugeTLB folio split into order-0 folios in place: one entry for the whole block (order is
+   * the block's), the page at index i being head + (i - index).
+   */
+  split?: boolean;
 }
 
 export class PageCache {
   private readonly blocks = new Map<number, Block>();
   private readonly huge2m = new Map<number, number>();
   private readonly huge1g = new Map<number, number>();
+  /** Keys of huge2m / huge1g entries that are split (their pages are order-0 folios). */
+  private readonly split2m = new Set<number>();
+  private readonly split1g = new Set<number>();
   /** Pages in the cache (sum of folio sizes): i_blocks for HugeTLB, model metric. */
   nr_pages = 0;
   nr_folios = 0;
@@ -34,12 +42,18 @@ export class PageCache {
     if (this.huge1g.size > 0) {
       const g = Math.floor(index / GIANT);
       const p = this.huge1g.get(g);
-      if (p !== undefined) return { head: p as Pfn, index: g * GIANT, order: 18 };
+      if (p !== undefined) {
+        if (this.split1g.has(g)) return { head: (p + index - g * GIANT) as Pfn, index, order: 0, split: true };
+        return { head: p as Pfn, index: g * GIANT, order: 18 };
+      }
     }
     const b = Math.floor(index / BLOCK);
     if (this.huge2m.size > 0) {
       const p = this.huge2m.get(b);
-      if (p !== undefined) return { head: p as Pfn, index: b * BLOCK, order: 9 };
+      if (p !== undefined) {
+        if (this.split2m.has(b)) return { head: (p + index - b * BLOCK) as Pfn, index, order: 0, split: true };
+        return { head: p as Pfn, index: b * BLOCK, order: 9 };
+      }
     }
     const blk = this.blocks.get(b);
     if (blk === undefined) return null;
@@ -57,6 +71,11 @@ export class PageCache {
     }
     const f = this.lookup(index);
     return f === null ? -1 : f.head + (index - f.index);
+  }
+
+  /** How many huge entries are split (metrics). */
+  get nr_split(): number {
+    return this.split2m.size + this.split1g.size;
   }
 
   insert(index: number, head: Pfn, order: number): void {
@@ -84,6 +103,30 @@ export class PageCache {
     this.nr_folios++;
   }
 
+  /** The huge entry (whole or split) whose block contains `index`, or null. */
+  hugeEntry(index: number): { head: Pfn; index: number; order: number; split: boolean } | null {
+    if (this.huge1g.size > 0) {
+      const g = Math.floor(index / GIANT);
+      const p = this.huge1g.get(g);
+      if (p !== undefined) return { head: p as Pfn, index: g * GIANT, order: 18, split: this.split1g.has(g) };
+    }
+    if (this.huge2m.size > 0) {
+      const b = Math.floor(index / BLOCK);
+      const p = this.huge2m.get(b);
+      if (p !== undefined) return { head: p as Pfn, index: b * BLOCK, order: 9, split: this.split2m.has(b) };
+    }
+    return null;
+  }
+
+  /** Record that the huge folio at `index` was split in place (or merged back, split = false). */
+  setSplit(index: number, order: number, split: boolean): void {
+    const set = order === 18 ? this.split1g : this.split2m;
+    const key = order === 18 ? index / GIANT : index / BLOCK;
+    assert((order === 18 ? this.huge1g : this.huge2m).has(key), () => `no huge folio at ${index}`);
+    if (split) set.add(key);
+    else set.delete(key);
+  }
+
   /** Remove the folio whose first page is at `index`. */
   remove(index: number, order: number): void {
     if (order === 0) {
@@ -94,8 +137,10 @@ export class PageCache {
       if (--blk.count === 0) this.blocks.delete(b);
     } else if (order === 9) {
       assert(this.huge2m.delete(index / BLOCK), () => `no 2M folio at ${index}`);
+      this.split2m.delete(index / BLOCK);
     } else {
       assert(this.huge1g.delete(index / GIANT), () => `no 1G folio at ${index}`);
+      this.split1g.delete(index / GIANT);
     }
     this.nr_pages -= 2 ** order;
     this.nr_folios--;
@@ -142,7 +187,9 @@ export class PageCache {
     if (start >= end || this.nr_folios === 0) return;
     if (this.huge1g.size > 0 || this.huge2m.size > 0) {
       for (const f of this.folios(start, end)) {
-        if (f.order === 0 || f.index < start) continue;
+        if (f.order === 0) continue;
+        // Callers truncate HugeTLB files in whole blocks (partial blocks are zeroed instead).
+        assert(f.index >= start && f.index + 2 ** f.order <= end, () => `partial truncation of the huge folio at ${f.index}`);
         this.remove(f.index, f.order);
         release(f.head, f.index, f.order);
       }
@@ -185,12 +232,12 @@ export class PageCache {
 
   private collect(start: number, end: number, out: CachedFolio[]): void {
     for (const key of keysInRange(this.huge1g, Math.floor(start / GIANT), Math.ceil(end / GIANT))) {
-      out.push({ head: this.huge1g.get(key) as Pfn, index: key * GIANT, order: 18 });
+      out.push({ head: this.huge1g.get(key) as Pfn, index: key * GIANT, order: 18, split: this.split1g.has(key) });
     }
     const b0 = Math.floor(start / BLOCK);
     const b1 = Math.ceil(end / BLOCK);
     for (const key of keysInRange(this.huge2m, b0, b1)) {
-      out.push({ head: this.huge2m.get(key) as Pfn, index: key * BLOCK, order: 9 });
+      out.push({ head: this.huge2m.get(key) as Pfn, index: key * BLOCK, order: 9, split: this.split2m.has(key) });
     }
     for (const key of keysInRange(this.blocks, b0, b1)) {
       const blk = this.blocks.get(key) as Block;

@@ -124,3 +124,11 @@ export const KVM_MAP_GPA_RANGE_DECRYPTED = 0 << 4;
 
 /** The port the model's ucall (and the host backend's guest code) uses for KVM_EXIT_IO. */
 export const UCALL_PIO_PORT = 0x1000;
+
+// ---- Added for the host backend's guest loader (src/host/guest-loader.ts) ----------------------
+/** struct kvm_cpuid2 is an 8-byte header followed by nent 40-byte entries. */
+export const KVM_GET_SUPPORTED_CPUID = IOWR(KVMIO, 0x05, 8);
+export const KVM_SET_CPUID2 = IOW(KVMIO, 0x90, 8);
+export const KVM_CAP_SYNC_REGS = 74;
+/** kvm_run.kvm_valid_regs bit: the kernel stores the GPRs into kvm_run.s.regs on every exit. */
+export const KVM_SYNC_X86_REGS = 1 << 0;

@@ -48,3 +48,7 @@ export const MADV_COLLAPSE = 25;
 /** The lowest and (exclusive) highest user virtual address on x86_64 with 4-level paging. */
 export const TASK_SIZE = 0x7ffffffff000;
 export const MMAP_MIN_ADDR = 0x10000;
+
+// ---- Added for the host backend's tests (open(2) of a scratch file) ----------------------------
+export const O_CREAT = 0o100;
+export const O_TRUNC = 0o1000;

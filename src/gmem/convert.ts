@@ -1,0 +1,160 @@
+/**
+ * In-place shared↔private conversion of a guest_memfd range, in the kernel's order of steps
+ * (in-place-conversion-and-hugetlb.md §3), under the policy in force:
+ *
+ *   invalidate lock (exclusive) → no-op if already in the target state → [to private: unmap host
+ *   PTEs, safe-refcount check → EAGAIN] → [preallocate vmemmap for eager splits → ENOMEM]
+ *   --- point of no return --- → KVM invalidate begin + zap (filter) → store → restructure folios
+ *   (eager split / merge) → invalidate end → unlock.
+ *
+ * Atomicity: 'all-or-nothing' runs that over the whole request; 'per-huge-page' over one huge
+ * block at a time (earlier blocks stay converted on failure); 'rollback' executes a work list and
+ * undoes it in reverse if a step fails (R51).
+ */
+import { assert } from '../lib/assert.js';
+import { EAGAIN, ENOMEM } from '../uapi/errno.js';
+import { VMEMMAP_PAGES_PER_SPLIT } from '../mm/hugetlb.js';
+import type { GmemContext } from './context.js';
+import { type GmemInode, PRIVATE, SHARED } from './inode.js';
+import { invalidateBegin, invalidateEnd } from './invalidate.js';
+import { mergeBlock, splitBlock } from './restructure.js';
+import type { InvalidateFilter } from './consumer.js';
+
+export interface ConvertOutcome {
+  /** 0 or the errno. */
+  errno: number;
+  /** The page index to report as error_offset (bytes = index × 4096), or null: leave it unset. */
+  error_index: number | null;
+}
+
+const OK: ConvertOutcome = { errno: 0, error_index: null };
+
+/** Convert [start, end) (page indices, within the file) to private or shared. */
+export function gmemConvert(inode: GmemInode, ctx: GmemContext, start: number, end: number, to_private: boolean): ConvertOutcome {
+  const sh = inode.shareability;
+  assert(sh !== null, 'conversion of a file without per-index shareability');
+  const target = to_private ? PRIVATE : SHARED;
+  inode.invalidate_lock.downWrite();
+  try {
+    if (sh.allEqual(start, end, target)) {
+      ctx.stats.conversions_done++;
+      return OK;
+    }
+    const chunks = ctx.policy.atomicity === 'per-huge-page' && inode.huge_order > 0
+      ? hugeChunks(inode, start, end) : [[start, end] as const];
+    for (const [s, e] of chunks) {
+      if (sh.allEqual(s, e, target)) continue;
+      const r = convertChunk(inode, ctx, s, e, to_private);
+      if (r.errno !== 0) {
+        if (r.errno === EAGAIN) ctx.stats.conversions_eagain++;
+        else ctx.stats.conversions_failed++;
+        return r;
+      }
+    }
+    ctx.stats.conversions_done++;
+    return OK;
+  } finally {
+    inode.invalidate_lock.upWrite();
+  }
+}
+
+function hugeChunks(inode: GmemInode, start: number, end: number): Array<readonly [number, number]> {
+  const nr = inode.folio_pages;
+  const out: Array<readonly [number, number]> = [];
+  for (let b = Math.floor(start / nr) * nr; b < end; b += nr) out.push([Math.max(b, start), Math.min(b + nr, end)]);
+  return out;
+}
+
+function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, to_private: boolean): ConvertOutcome {
+  const sh = inode.shareability as NonNullable<GmemInode['shareability']>;
+  const target = to_private ? PRIVATE : SHARED;
+  if (to_private) {
+    // Host PTEs go first, so that mapcount references do not count; they may refault later.
+    for (const vma of inode.i_mmap) ctx.mm.zapVmaIndices(vma, s, e);
+    const bad = firstUnsafe(inode, ctx, s, e);
+    if (bad !== null) return { errno: EAGAIN, error_index: errorIndex(ctx, s, bad) };
+  }
+  // Eager split on to-shared: every whole huge folio overlapping the chunk.
+  const to_split = !to_private && ctx.policy.split === 'eager' && inode.huge_order > 0
+    ? inode.pages.folios(s, e).filter((f) => f.order > 0 && f.split !== true).map((f) => f.index) : [];
+  if (ctx.policy.atomicity !== 'rollback' && to_split.length > 0) {
+    // Preallocation: the vmemmap pages all splits will need, before the point of no return.
+    const cost = (VMEMMAP_PAGES_PER_SPLIT[inode.huge_order] as number) * to_split.length;
+    if (ctx.phys.nr_buddy_free < cost) return { errno: ENOMEM, error_index: s };
+  }
+  // --- point of no return (for 'rollback': until a step fails) ---
+  const nr = inode.folio_pages;
+  const lo = Math.floor(s / nr) * nr;
+  const hi = Math.min(inode.nr_pages, Math.ceil(e / nr) * nr);
+  const touched = invalidateBegin(inode, lo, hi, filterOf(inode, s, e));
+  ctx.stats.invalidations += touched.length;
+  const old = [...sh.runs(s, e)];
+  let changed = 0;
+  for (const r of old) if (r.value !== target) changed += r.end - r.start;
+  sh.set(s, e, target);
+  let failed = false;
+  const done: number[] = [];
+  for (const index of to_split) {
+    if (!splitBlock(inode, ctx, index)) {
+      failed = true;
+      break;
+    }
+    done.push(index);
+  }
+  if (failed) {
+    // 'rollback' (R51): undo in reverse; the shareability goes back, the splits are merged back.
+    assert(ctx.policy.atomicity === 'rollback', 'a split failed after preallocation');
+    for (const r of old) sh.set(r.start, r.end, r.value);
+    for (const index of done.reverse()) {
+      mergeBlock(inode, ctx, index);
+      ctx.stats.rollbacks++;
+    }
+    invalidateEnd(touched);
+    return { errno: ENOMEM, error_index: s };
+  }
+  if (to_private && ctx.policy.merge === 'eager' && inode.huge_order > 0) {
+    for (const f of inode.pages.folios(s, e)) {
+      if (f.split === true && inode.allPrivate(f.index, f.index + 2 ** f.order)) mergeBlock(inode, ctx, f.index);
+    }
+  }
+  ctx.stats.pages_converted += changed;
+  invalidateEnd(touched);
+  return OK;
+}
+
+/**
+ * The safe-refcount check: a folio is safe when its references are exactly its page-cache
+ * references (the kernel also counts the checker's own). Returns the offending page and folio
+ * indices, or null.
+ */
+function firstUnsafe(inode: GmemInode, ctx: GmemContext, s: number, e: number): { index: number; folio_index: number } | null {
+  const phys = ctx.phys;
+  for (const f of inode.pages.folios(s, e)) {
+    const nr = 2 ** f.order;
+    if (f.split === true) {
+      const lo = Math.max(s, f.index) - f.index;
+      const hi = Math.min(e, f.index + nr) - f.index;
+      const busy = phys.hugetlb?.firstBusySubpage(f.head, lo, hi) ?? -1;
+      if (busy >= 0) return { index: f.index + busy, folio_index: f.index + busy };
+      continue;
+    }
+    if (phys.refcount(f.head) !== nr) return { index: Math.max(s, f.index), folio_index: f.index };
+  }
+  return null;
+}
+
+function errorIndex(ctx: GmemContext, start: number, bad: { index: number; folio_index: number }): number | null {
+  switch (ctx.policy.error_offset) {
+    case 'max-start-folio': return Math.max(start, bad.folio_index);
+    case 'folio-head': return bad.folio_index;
+    case 'unset': return null;
+  }
+}
+
+/** v8: PRIVATE if any private page in range, SHARED if any shared, both if mixed. */
+function filterOf(inode: GmemInode, s: number, e: number): InvalidateFilter {
+  const sh = inode.shareability as NonNullable<GmemInode['shareability']>;
+  const u = sh.uniform(s, e);
+  if (!u.found) return 'both';
+  return u.value === PRIVATE ? 'private' : 'shared';
+}

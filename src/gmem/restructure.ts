@@ -1,0 +1,30 @@
+/**
+ * Splitting and merging HugeTLB folios of a guest_memfd in place, as the conversion and punch
+ * paths need them. The page cache entry and the folio change together; a split costs vmemmap
+ * pages (false when there are none), a merge needs every subpage to hold only its page-cache
+ * reference (host PTEs of the block are unmapped first).
+ */
+import type { GmemContext } from './context.js';
+import type { GmemInode } from './inode.js';
+
+/** Split the whole huge folio of the block containing `index`, if there is one. False: no vmemmap pages. */
+export function splitBlock(inode: GmemInode, ctx: GmemContext, index: number): boolean {
+  const e = inode.pages.hugeEntry(index);
+  if (e === null || e.split) return true;
+  if (!(ctx.phys.hugetlb?.split(e.head) ?? false)) return false;
+  inode.pages.setSplit(e.index, e.order, true);
+  return true;
+}
+
+/** Unmap the block from host user space and merge it; false when a subpage is still referenced. */
+export function mergeBlock(inode: GmemInode, ctx: GmemContext, index: number): boolean {
+  const e = inode.pages.hugeEntry(index);
+  if (e === null || !e.split) return true;
+  const hugetlb = ctx.phys.hugetlb;
+  if (hugetlb === null) return false;
+  for (const vma of inode.i_mmap) ctx.mm.zapVmaIndices(vma, e.index, e.index + 2 ** e.order);
+  if (!hugetlb.mergeable(e.head)) return false;
+  hugetlb.merge(e.head);
+  inode.pages.setSplit(e.index, e.order, false);
+  return true;
+}
