@@ -9,7 +9,7 @@
  * that it did not map (see address-space.ts).
  */
 import { readFileSync } from 'node:fs';
-import { EINVAL, EPERM } from '../uapi/errno.js';
+import { EFAULT, EINVAL, EPERM } from '../uapi/errno.js';
 import { SignalError, SyscallError } from '../uapi/errors.js';
 import { ioc_dir, ioc_size, IOC_READ } from '../uapi/ioctl.js';
 import {
@@ -213,12 +213,24 @@ export class HostKernel implements Syscalls {
     try {
       codec?.encode(this.scratchView, arg);
     } catch (err) {
-      if (err instanceof NonIntegerFieldError) return -EINVAL;
+      if (err instanceof NonIntegerFieldError) return this.nonIntegerFieldAnswer(fd, request);
       throw err;
     }
     const r = this.native.ioctlBuf(fd, request, this.scratch);
     codec?.copyOut?.(this.scratchView, arg);
     return r;
+  }
+
+  /**
+   * A struct field no C caller could fill (fractional, NaN): the answer is EINVAL, but only where
+   * the kernel would get as far as reading the struct. Every codec's ioctl copies its argument in
+   * first, so a probe with a NULL argument changes nothing and tells which: EFAULT means the
+   * kernel would have read the fields (→ EINVAL); any other error (EBADF, ENOTTY, EIO in a forked
+   * child, ...) comes first and is the answer.
+   */
+  private nonIntegerFieldAnswer(fd: number, request: number): number {
+    const probe = this.native.sys(this.nr.ioctl, fd, request, 0);
+    return probe === -EFAULT || probe >= 0 ? -EINVAL : probe;
   }
 
   /**

@@ -409,8 +409,13 @@ export class HugeTlb {
     const c = { whole_2m: 0, split_2m: 0, whole_1g: 0, split_1g: 0 };
     for (const rec of this.pages.values()) {
       const big = rec.hstate.order === 18;
-      if (rec.state === WHOLE) big ? c.whole_1g++ : c.whole_2m++;
-      if (rec.state === SPLIT) big ? c.split_1g++ : c.split_2m++;
+      if (rec.state === WHOLE) {
+        if (big) c.whole_1g++;
+        else c.whole_2m++;
+      } else if (rec.state === SPLIT) {
+        if (big) c.split_1g++;
+        else c.split_2m++;
+      }
     }
     return c;
   }
