@@ -102,7 +102,8 @@ export class HugeTlb {
       assert(Number.isSafeInteger(count) && count >= 0, () => `hugepages.${size} must be a non-negative integer`);
       const order = HUGE_ORDER[size];
       const nr = 2 ** order;
-      const end = Math.floor(top / nr) * nr;
+      // An empty pool takes no frames (and no alignment gap).
+      const end = count === 0 ? top : Math.floor(top / nr) * nr;
       const base = end - count * nr;
       if (base < 0) throw new TypeError(`hugepages: ${count} × ${size} does not fit in host memory`);
       const h = new Hstate(size, order, base, end);
