@@ -120,7 +120,8 @@ function memUsed(): number {
 
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
-  const figures = modelKernelBench();
+  const { conversionBench } = await import('./conversion.js');
+  const figures = [...modelKernelBench(), ...conversionBench()];
   if (json) {
     process.stdout.write(`${JSON.stringify(figures.map(({ name, value, unit }) => ({ name, value, unit })))}\n`);
     return;

@@ -12,6 +12,7 @@
  * undoes it in reverse if a step fails (R51).
  */
 import { assert } from '../lib/assert.js';
+import type { Pfn } from '../lib/types.js';
 import { EAGAIN, ENOMEM } from '../uapi/errno.js';
 import { VMEMMAP_PAGES_PER_SPLIT } from '../mm/hugetlb.js';
 import type { GmemContext } from './context.js';
@@ -40,22 +41,27 @@ export function gmemConvert(inode: GmemInode, ctx: GmemContext, start: number, e
       ctx.stats.conversions_done++;
       return OK;
     }
-    const chunks = ctx.policy.atomicity === 'per-huge-page' && inode.huge_order > 0
-      ? hugeChunks(inode, start, end) : [[start, end] as const];
-    for (const [s, e] of chunks) {
-      if (sh.allEqual(s, e, target)) continue;
-      const r = convertChunk(inode, ctx, s, e, to_private);
-      if (r.errno !== 0) {
-        if (r.errno === EAGAIN) ctx.stats.conversions_eagain++;
-        else ctx.stats.conversions_failed++;
-        return r;
+    if (ctx.policy.atomicity === 'per-huge-page' && inode.huge_order > 0) {
+      for (const [s, e] of hugeChunks(inode, start, end)) {
+        if (sh.allEqual(s, e, target)) continue;
+        const r = convertChunk(inode, ctx, s, e, to_private);
+        if (r.errno !== 0) return failed(ctx, r);
       }
+    } else {
+      const r = convertChunk(inode, ctx, start, end, to_private);
+      if (r.errno !== 0) return failed(ctx, r);
     }
     ctx.stats.conversions_done++;
     return OK;
   } finally {
     inode.invalidate_lock.upWrite();
   }
+}
+
+function failed(ctx: GmemContext, r: ConvertOutcome): ConvertOutcome {
+  if (r.errno === EAGAIN) ctx.stats.conversions_eagain++;
+  else ctx.stats.conversions_failed++;
+  return r;
 }
 
 function hugeChunks(inode: GmemInode, start: number, end: number): Array<readonly [number, number]> {
@@ -88,9 +94,9 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   const hi = Math.min(inode.nr_pages, Math.ceil(e / nr) * nr);
   const touched = invalidateBegin(inode, lo, hi, filterOf(inode, s, e));
   ctx.stats.invalidations += touched.length;
-  const old = [...sh.runs(s, e)];
-  let changed = 0;
-  for (const r of old) if (r.value !== target) changed += r.end - r.start;
+  // Only a rollback needs the old values; everyone needs how many pages change.
+  const old = ctx.policy.atomicity === 'rollback' && to_split.length > 0 ? [...sh.runs(s, e)] : null;
+  const changed = sh.countNotEqual(s, e, target);
   sh.set(s, e, target);
   let failed = false;
   const done: number[] = [];
@@ -103,7 +109,7 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   }
   if (failed) {
     // 'rollback' (R51): undo in reverse; the shareability goes back, the splits are merged back.
-    assert(ctx.policy.atomicity === 'rollback', 'a split failed after preallocation');
+    assert(old !== null, 'a split failed after preallocation');
     for (const r of old) sh.set(r.start, r.end, r.value);
     for (const index of done.reverse()) {
       mergeBlock(inode, ctx, index);
@@ -129,6 +135,12 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
  */
 function firstUnsafe(inode: GmemInode, ctx: GmemContext, s: number, e: number): { index: number; folio_index: number } | null {
   const phys = ctx.phys;
+  if (inode.pages.nr_folios === 0) return null;
+  if (inode.huge_order === 0 && e - s === 1) {
+    // The common 4 KiB case: one lookup, no walk.
+    const p = inode.pages.pfnAt(s);
+    return p >= 0 && phys.refcount(p as Pfn) !== 1 ? { index: s, folio_index: s } : null;
+  }
   for (const f of inode.pages.folios(s, e)) {
     const nr = 2 ** f.order;
     if (f.split === true) {

@@ -9,17 +9,22 @@ import type { GmemFile } from './file.js';
 import type { GmemInode } from './inode.js';
 
 /** Begin: returns the files that had a binding in range, for the matching end. */
+const NONE: GmemFile[] = [];
+
 export function invalidateBegin(inode: GmemInode, start: number, end: number, filter: InvalidateFilter): GmemFile[] {
   assert(inode.invalidate_lock.held, 'invalidate without the invalidate lock');
-  const touched: GmemFile[] = [];
+  let touched = NONE;
   for (const file of inode.files) {
     let begun = false;
+    // Fast path: a file with no binding in range (the common unbound case) costs one lookup.
+    if (file.bindings.allEqual(start, Math.min(end, inode.nr_pages), null)) continue;
     for (const run of file.bindings.runs(start, Math.min(end, inode.nr_pages))) {
       const slot = run.value;
       if (slot === null) continue;
       if (!begun) {
         file.owner.invalidateBegin();
         begun = true;
+        if (touched === NONE) touched = [];
         touched.push(file);
       }
       const gfn_start = slot.base_gfn + (run.start - slot.gmem_pgoff);

@@ -40,8 +40,14 @@ export function gmemIoctl(file: GmemFile, ctx: GmemContext, request: number, arg
   throw new SyscallError(ENOTTY, `ioctl(0x${request.toString(16)})`, 'not a guest_memfd ioctl');
 }
 
+/** A non-negative safe integer given as a number: the fast path needs no bigint arithmetic. */
+const small = (v: U64 | undefined): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
 function setMemoryAttributes2(file: GmemFile, ctx: GmemContext, a: KvmMemoryAttributes2): number {
   const name = 'ioctl(KVM_SET_MEMORY_ATTRIBUTES2)';
+  if (small(a.offset) && small(a.size) && small(a.attributes) && small(a.flags) && a.reserved === undefined) {
+    return setMemoryAttributes2Fast(file, ctx, a, a.offset, a.size, a.attributes, a.flags);
+  }
   const offset = toU64(a.offset, name);
   const size = toU64(a.size, name);
   const attributes = toU64(a.attributes, name);
@@ -58,6 +64,27 @@ function setMemoryAttributes2(file: GmemFile, ctx: GmemContext, a: KvmMemoryAttr
   const r = gmemConvert(file.inode, ctx, start, start + Number(size / 4096n), attributes !== 0n);
   if (r.errno === 0) return 0;
   if (r.error_index !== null) a.error_offset = u64Out(BigInt(r.error_index) * 4096n);
+  throw new SyscallError(r.errno, name);
+}
+
+/**
+ * The same checks in the same order on exact numbers (offset + size < 2^54 cannot overflow u64);
+ * `attributes & ~PRIVATE` is `attributes ∉ {0, PRIVATE}` for a non-negative integer.
+ */
+function setMemoryAttributes2Fast(file: GmemFile, ctx: GmemContext, a: KvmMemoryAttributes2,
+  offset: number, size: number, attributes: number, flags: number): number {
+  const name = 'ioctl(KVM_SET_MEMORY_ATTRIBUTES2)';
+  if (flags !== 0) throw new SyscallError(EINVAL, name, 'flags');
+  if (!file.owner.has_private_mem) throw new SyscallError(EINVAL, name, 'the VM has no private memory');
+  if (attributes !== 0 && attributes !== KVM_MEMORY_ATTRIBUTE_PRIVATE) throw new SyscallError(EINVAL, name, 'attributes');
+  if (size === 0) throw new SyscallError(EINVAL, name, 'size');
+  if (offset % 4096 !== 0 || size % 4096 !== 0) throw new SyscallError(EINVAL, name, 'alignment');
+  const i_size = file.inode.size_bytes;
+  if (offset >= i_size || offset + size > i_size) throw new SyscallError(EINVAL, name, 'range past i_size');
+  const start = offset / 4096;
+  const r = gmemConvert(file.inode, ctx, start, start + size / 4096, attributes !== 0);
+  if (r.errno === 0) return 0;
+  if (r.error_index !== null) a.error_offset = r.error_index * 4096;
   throw new SyscallError(r.errno, name);
 }
 

@@ -107,6 +107,15 @@ export class RangeMap<V> {
     return false;
   }
 
+  /** How many indices of [start, end) have a value other than `v`. */
+  countNotEqual(start: number, end: number, v: V): number {
+    let n = 0;
+    for (let x: Node<V> | null = this.findNode(start, false); x !== null && x.start < end; x = x.next[0] ?? null) {
+      if (x.value !== v) n += Math.min(this.endOf(x), end) - Math.max(x.start, start);
+    }
+    return n;
+  }
+
   /** The first index in [start, end) whose value is `v`, or -1. */
   firstEqual(start: number, end: number, v: V): number {
     for (let n: Node<V> | null = this.findNode(start, false); n !== null && n.start < end; n = n.next[0] ?? null) {
