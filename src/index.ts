@@ -6,3 +6,6 @@ export * from './uapi/index.js';
 export { createModelKernel, ModelKernel, type ModelKernelOptions, type ModelState } from './kernel/model-kernel.js';
 export type { GuestApi, GuestCode, GuestOp, AccessOptions } from './kvm/guest.js';
 export { checkInvariants } from './checker/invariants.js';
+export { openHostKernel, hostKernelUnavailableReason } from './host/host-kernel.js';
+export type { Policy } from './kvm/policy.js';
+export type { ModelMetrics } from './kernel/metrics.js';
