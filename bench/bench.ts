@@ -121,7 +121,9 @@ function memUsed(): number {
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const { conversionBench } = await import('./conversion.js');
-  const figures = [...modelKernelBench(), ...conversionBench()];
+  const { diffBench } = await import('./diff.js');
+  const { hostBench } = await import('./host.js');
+  const figures: Figure[] = [...modelKernelBench(), ...conversionBench(), ...diffBench(), ...(await hostBench())];
   if (json) {
     process.stdout.write(`${JSON.stringify(figures.map(({ name, value, unit }) => ({ name, value, unit })))}\n`);
     return;
