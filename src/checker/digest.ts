@@ -51,6 +51,8 @@ export function digestModel(k: { state: ModelState }): string {
     for (const r of vm.attributes.all()) put('attr', r.start, r.end, r.value);
     for (const l of vm.stage2.leaves()) put('spte', l.gfn, l.pfn, l.level, l.flags);
   }
+  put('lru', ...(s.lru?.queued ?? []));
+  for (const [id, p] of s.transient_refs) put('transient', id, p);
   for (const [key, vcpu] of s.vcpus) put('vcpu', key, vcpu.halted, vcpu.nr_runs, JSON.stringify(vcpu.run, bigintSafe));
   return h.digest('hex');
 }

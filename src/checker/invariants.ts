@@ -111,13 +111,19 @@ export function checkInvariants(k: { state: ModelState }): void {
     }
   }
 
-  // Every folio: refcount = page cache refs + mapcount + pincount; property 3 for allocated folios.
+  // Transient references held for tests/simulation, by folio.
+  const transient = new Map<number, number>();
+  for (const p of s.transient_refs.values()) transient.set(p, (transient.get(p) ?? 0) + 1);
+
+  // Every folio: refcount = page cache refs + mapcount + pincount + LRU batch + transient;
+  // property 3 for allocated folios.
   let buddy_used = phys.nr_reserved_frames;
   for (const head of phys.allocatedFolios()) {
     const nr = phys.nrPages(head);
     if (head < phys.buddy_end) buddy_used += nr;
     const o = ownerOf(head);
-    const expected = (o?.in_cache ? nr : 0) + (mapcount.get(head) ?? 0) + (pincount.get(head) ?? 0);
+    const expected = (o?.in_cache ? nr : 0) + (mapcount.get(head) ?? 0) + (pincount.get(head) ?? 0) +
+      (s.lru?.refsOn(head) ?? 0) + (transient.get(head) ?? 0);
     assert(phys.mapcount(head) === (mapcount.get(head) ?? 0), () => `pfn ${head}: mapcount ${phys.mapcount(head)}, PTEs ${mapcount.get(head) ?? 0}`);
     assert(phys.pincount(head) === (pincount.get(head) ?? 0), () => `pfn ${head}: pincount ${phys.pincount(head)}, pins ${pincount.get(head) ?? 0}`);
     assert(phys.refcount(head) === expected, () => `pfn ${head}: refcount ${phys.refcount(head)}, expected ${expected}`);

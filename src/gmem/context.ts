@@ -5,6 +5,7 @@
 import type { PhysMem } from '../mm/memmap.js';
 import type { Mm } from '../mm/mm.js';
 import type { Policy } from '../kvm/policy.js';
+import type { LruBatch } from '../mm/lru.js';
 
 export class GmemStats {
   conversions_done = 0;
@@ -23,4 +24,6 @@ export interface GmemContext {
   readonly mm: Mm;
   readonly policy: Policy;
   readonly stats: GmemStats;
+  /** The LRU add batch new order-0 folios join (null: folios stay off the LRU). */
+  readonly lru: LruBatch | null;
 }

@@ -77,7 +77,12 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   if (to_private) {
     // Host PTEs go first, so that mapcount references do not count; they may refault later.
     for (const vma of inode.i_mmap) ctx.mm.zapVmaIndices(vma, s, e);
-    const bad = firstUnsafe(inode, ctx, s, e);
+    let bad = firstUnsafe(inode, ctx, s, e);
+    if (bad !== null && ctx.lru !== null && ctx.policy.lru === 'drain-once' && ctx.lru.size > 0) {
+      // The extra reference may be the LRU add batch's: drain once, then check again.
+      ctx.lru.drainAll();
+      bad = firstUnsafe(inode, ctx, s, e);
+    }
     if (bad !== null) return { errno: EAGAIN, error_index: errorIndex(ctx, s, bad) };
   }
   // Eager split on to-shared: every whole huge folio overlapping the chunk.

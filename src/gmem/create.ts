@@ -25,8 +25,8 @@ const HSTATE_ORDERS = [9, 18];
 const has = (flags: bigint, bit: number): boolean => (flags & BigInt(bit)) !== 0n;
 
 /** The decoded creation request, or a thrown SyscallError (EINVAL) in the kernel's order. */
-export function checkCreate(uapi: GmemUapi, size: bigint, flags: bigint, supported: bigint, page_order: number):
-  Omit<GmemInodeInit, 'ino' | 'mapping_id'> {
+export function checkCreate(uapi: GmemUapi, size: bigint, flags: bigint, supported: bigint, page_order: number,
+  default_shared = uapi === 'rfc-1g'): Omit<GmemInodeInit, 'ino' | 'mapping_id'> {
   const extra = uapi === 'rfc-1g' ? SIZE_MASK : 0n;
   if ((flags & ~(supported | extra)) !== 0n) throw new SyscallError(EINVAL, NAME, `flags 0x${flags.toString(16)} not supported`);
   let huge_order = 0;
@@ -55,7 +55,8 @@ export function checkCreate(uapi: GmemUapi, size: bigint, flags: bigint, support
       return {
         nr_pages, flags, uapi, huge_order,
         mmap_allowed: has(flags, GUEST_MEMFD_FLAG_MMAP),
-        init_shared: has(flags, GUEST_MEMFD_FLAG_INIT_SHARED),
+        // v6.18 has one file-wide state; in-place: INIT_SHARED, else the default state (policy).
+        init_shared: has(flags, GUEST_MEMFD_FLAG_INIT_SHARED) || (uapi === 'in-place' && default_shared),
         per_index_shareability: uapi === 'in-place',
       };
     case 'rfc-1g': {
@@ -66,7 +67,7 @@ export function checkCreate(uapi: GmemUapi, size: bigint, flags: bigint, support
         nr_pages, flags, uapi, huge_order,
         mmap_allowed: support_shared,
         // Without SUPPORT_SHARED the file has no shareability tree: all private.
-        init_shared: support_shared && !init_private,
+        init_shared: support_shared && !init_private && default_shared,
         per_index_shareability: support_shared,
       };
     }

@@ -67,6 +67,8 @@ export class GmemInode implements AddressSpace {
   subpool: Subpool | null = null;
   /** The design knobs in force (split, merge, atomicity, ...). */
   policy: Policy | null = null;
+  /** folio_add_lru for new order-0 folios (null: off the LRU, as R51 keeps them). */
+  lru_add: ((head: Pfn) => void) | null = null;
 
   constructor(init: GmemInodeInit) {
     this.huge_order = init.huge_order;
@@ -121,6 +123,7 @@ export class GmemInode implements AddressSpace {
       if (head < 0) return -1;
       phys.setOwner(head as Pfn, this.mapping_id, index);
       this.pages.insert(index, head as Pfn, 0);
+      this.lru_add?.(head as Pfn);
       return head;
     }
     const nr = this.folio_pages;
@@ -160,11 +163,14 @@ export class GmemInode implements AddressSpace {
       return true;
     }
     const mapping_id = this.mapping_id;
-    return this.pages.populateRange(start, end, (index) => {
+    const lru_add = this.lru_add;
+    const ok = this.pages.populateRange(start, end, (index) => {
       const head = phys.allocFolio0();
       if (head >= 0) phys.setOwner(head as Pfn, mapping_id, index);
+      if (head >= 0 && lru_add !== null) lru_add(head as Pfn);
       return head;
     });
+    return ok;
   }
 
 }

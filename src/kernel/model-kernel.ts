@@ -15,6 +15,8 @@ import { type GmemContext, GmemStats } from '../gmem/context.js';
 import { gmemIoctl } from '../gmem/ioctl.js';
 import { checkPolicy, type Policy } from '../kvm/policy.js';
 import type { HugeSize } from '../mm/hugetlb.js';
+import { LruBatch } from '../mm/lru.js';
+import type { Pfn } from '../lib/types.js';
 import type { ModelMetrics } from './metrics.js';
 import { GmemInode, type GmemUapi } from '../gmem/inode.js';
 import { gmemSupportedFlags } from '../kvm/caps.js';
@@ -25,11 +27,11 @@ import { gmemFileIoctl, type IoctlContext, kvmDevIoctl, vcpuIoctl, vmIoctl } fro
 import { Vcpu } from '../kvm/vcpu.js';
 import { Kvm } from '../kvm/vm.js';
 import { KFile } from '../vfs/file.js';
-import { EACCES, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO, EOVERFLOW, EPERM, ESPIPE } from '../uapi/errno.js';
+import { EACCES, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTTY, ENXIO, EOPNOTSUPP, EOVERFLOW, EPERM, ESPIPE } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
 import {
-  MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_REMOVE, MAP_ANONYMOUS, PROT_EXEC,
-  PROT_WRITE, SEEK_HOLE,
+  MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NORMAL, MADV_PAGEOUT, MADV_REMOVE, MAP_ANONYMOUS, MAP_SHARED_VALIDATE,
+  MAP_TYPE, PROT_EXEC, SEEK_HOLE,
 } from '../uapi/linux.js';
 import type { IoctlArg, KvmCreateGuestMemfd, KvmRun, Stat, Syscalls, U64 } from '../uapi/syscalls.js';
 import { FdTable } from './fdtable.js';
@@ -47,10 +49,18 @@ export interface ModelKernelOptions {
 }
 
 const DEFAULT_MEMORY_BYTES = 64 * 2 ** 30;
+/**
+ * LEGACY_MAP_MASK (include/linux/mman.h, x86 values): SHARED, PRIVATE, FIXED, ANONYMOUS, GROWSDOWN,
+ * DENYWRITE, EXECUTABLE, LOCKED, NORESERVE, POPULATE, NONBLOCK, STACK, HUGETLB, UNINITIALIZED.
+ */
+const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 |
+  0x20000 | 0x40000 | 0x4000000;
 
 /** Read-only view of the model's insides, for the invariant checker, metrics and the simulator. */
 export interface ModelState {
   readonly cfg: KernelConfig;
+  readonly lru: LruBatch | null;
+  readonly transient_refs: ReadonlyMap<number, Pfn>;
   readonly phys: PhysMem;
   readonly mm: Mm;
   readonly fds: FdTable;
@@ -66,6 +76,11 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
   readonly mm: Mm;
   readonly policy: Policy;
   readonly stats = new GmemStats();
+  /** The LRU add batch (null when the policy keeps guest_memfd folios off the LRU). */
+  readonly lru: LruBatch | null;
+  /** Transient references held through holdTransientRef: handle → pfn. */
+  readonly transient_refs = new Map<number, Pfn>();
+  private next_transient = 1;
   readonly fds = new FdTable();
   readonly vms = new Set<Kvm>();
   readonly inodes = new Set<GmemInode>();
@@ -92,6 +107,7 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     this.policy = checkPolicy(uapi, opts.policy ?? {});
     this.phys = new PhysMem(memory_bytes, opts.hugepages ?? {});
     this.mm = new Mm(this.phys);
+    this.lru = this.policy.lru === 'off-lru' ? null : new LruBatch(this.phys);
   }
 
   get state(): ModelState {
@@ -139,7 +155,8 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     const size = toU64(args.size, name);
     const flags = toU64(args.flags, name);
     const page_order = Number(toU64(args.page_order, name) & 0xffn);
-    const init = checkCreate(this.cfg.uapi, size, flags, gmemSupportedFlags(this.cfg, vm), this.cfg.uapi === 'in-place' ? page_order : 0);
+    const init = checkCreate(this.cfg.uapi, size, flags, gmemSupportedFlags(this.cfg, vm),
+      this.cfg.uapi === 'in-place' ? page_order : 0, this.policy.default_state === 'shared');
     let subpool = null;
     if (init.huge_order > 0) {
       // The subpool reserves the whole file now; a pool that cannot is ENOMEM, nothing changed.
@@ -149,6 +166,8 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     const inode = new GmemInode({ ...init, ino: this.next_ino++, mapping_id: this.next_mapping_id++ });
     inode.subpool = subpool;
     inode.policy = this.policy;
+    const lru = this.lru;
+    if (lru !== null) inode.lru_add = (head) => lru.add(head);
     const file = new GmemFile(inode, vm, this, (i) => this.inodes.delete(i));
     this.inodes.add(inode);
     try {
@@ -221,17 +240,25 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
   mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number {
     const name = 'mmap';
     if (!Number.isInteger(offset) || offset % 4096 !== 0) throw new SyscallError(EINVAL, name, 'offset not page aligned');
-    if (!Number.isInteger(length) || length <= 0) throw new SyscallError(EINVAL, name, 'length');
+    if (!Number.isInteger(length)) throw new SyscallError(EINVAL, name, 'length');
     if (!Number.isInteger(addr) || addr < 0 || !Number.isInteger(prot) || !Number.isInteger(flags)) {
       throw new SyscallError(EINVAL, name);
     }
+    // do_mmap, after the fd lookup: len 0 → EINVAL; a negative size_t page-aligns past TASK_SIZE → ENOMEM.
+    const checkLength = (): void => {
+      if (length === 0) throw new SyscallError(EINVAL, name, 'length');
+      if (length < 0) throw new SyscallError(ENOMEM, name, 'length');
+    };
     const type = Mm.mapType(flags);
     if ((flags & MAP_ANONYMOUS) !== 0) {
-      if (type === null) throw new SyscallError(EINVAL, name, 'map type');
+      checkLength();
+      // Anonymous mappings know only MAP_SHARED and MAP_PRIVATE.
+      if (type === null || (flags & MAP_TYPE) === MAP_SHARED_VALIDATE) throw new SyscallError(EINVAL, name, 'map type');
       const anon = new AnonMemory(this.phys, this.next_mapping_id++);
       return this.mm.mmapRegion(addr, length, prot, flags, anon, 0, type === 'shared', true);
     }
     const f = this.fds.fget(fd, name);
+    checkLength();
     // The offset is an unsigned long: a negative one is a page offset near 2^52.
     const pgoff = offset < 0 ? 2 ** 52 + offset / 4096 : offset / 4096;
     // file_mmap_ok: a regular file's mapping must end below MAX_LFS_FILESIZE (before the map type).
@@ -239,6 +266,10 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
       throw new SyscallError(EOVERFLOW, name, 'offset beyond the maximum file size');
     }
     if (type === null) throw new SyscallError(EINVAL, name, 'map type');
+    // MAP_SHARED_VALIDATE refuses flags outside LEGACY_MAP_MASK (MAP_SYNC: no model file supports it).
+    if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE && (flags & ~LEGACY_MAP_MASK) !== 0) {
+      throw new SyscallError(EOPNOTSUPP, name, 'flags outside LEGACY_MAP_MASK');
+    }
     if (f instanceof GmemFile) {
       // guest_memfd's mount is noexec: PROT_EXEC is EPERM before the file's own checks.
       if ((prot & PROT_EXEC) !== 0) throw new SyscallError(EPERM, name, 'noexec');
@@ -327,7 +358,9 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
       if (advice === MADV_DONTNEED) {
         this.mm.zapVmaIndices(v, i0, i1);
       } else if (advice === MADV_REMOVE) {
-        if (!v.shared || (v.prot & PROT_WRITE) === 0) throw new SyscallError(EACCES, name);
+        // madvise_remove needs a shared mapping that may be written (VM_MAYWRITE: every model file is
+        // opened O_RDWR), not PROT_WRITE. A private mapping in the model is anonymous: no vm_file, EINVAL.
+        if (!v.shared) throw new SyscallError(v.ops instanceof GmemFile ? EACCES : EINVAL, name);
         v.ops.removeRange(i0, i1);
       } else if (advice === MADV_COLLAPSE && v.ops.noCollapse) {
         throw new SyscallError(EINVAL, name, 'guest_memfd cannot be collapsed');
@@ -375,6 +408,36 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     const v = this.phys.hugetlb?.sysfs(path) ?? null;
     if (v === null) throw new SyscallError(ENOENT, 'readFile', path);
     return v;
+  }
+
+  /**
+   * Test and simulator hook (not a system call): take a transient reference on the folio behind
+   * `offset` of guest_memfd `fd`, as another CPU's in-flight user would (kvm_gmem_get_pfn before
+   * the SPTE is installed, a speculative folio_try_get). Conversions and merges see it as unsafe
+   * until `releaseTransientRef`. EBADF / EINVAL (not a guest_memfd) / ENOENT (no folio there).
+   */
+  holdTransientRef(fd: number, offset: number): number {
+    const f = this.fds.fget(fd, 'holdTransientRef');
+    if (!(f instanceof GmemFile)) throw new SyscallError(EINVAL, 'holdTransientRef', 'not a guest_memfd');
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % 4096 !== 0) throw new SyscallError(EINVAL, 'holdTransientRef');
+    const found = f.inode.pages.lookup(offset / 4096);
+    if (found === null) throw new SyscallError(ENOENT, 'holdTransientRef', 'no folio at that offset');
+    this.phys.get(found.head);
+    const id = this.next_transient++;
+    this.transient_refs.set(id, found.head);
+    return id;
+  }
+
+  releaseTransientRef(handle: number): void {
+    const p = this.transient_refs.get(handle);
+    if (p === undefined) throw new SyscallError(EINVAL, 'releaseTransientRef', `no transient reference ${handle}`);
+    this.transient_refs.delete(handle);
+    this.phys.put(p);
+  }
+
+  /** lru_add_drain_all, for tests and the simulator (the kernel drains on many paths). */
+  lruAddDrainAll(): void {
+    this.lru?.drainAll();
   }
 
   /** What the model counts (src/kernel/metrics.ts): a snapshot. */

@@ -44,6 +44,23 @@ export interface Policy {
    * free nothing) or 'aligned-only' (WIP: EINVAL unless huge-page aligned).
    */
   punch: 'zero-partial' | 'aligned-only';
+  /**
+   * The state of a file whose creation flags do not choose (no INIT_SHARED in 'in-place', no
+   * INIT_PRIVATE in 'rfc-1g'):
+   * - 'private' (final design): the upstream mmap series' precedent; CoCo guests start private.
+   * - 'shared' (R51; Michael Roth: drop INIT_PRIVATE, document shared as the default): simplest,
+   *   non-CoCo users benefit, CoCo VMs convert at their own granularity.
+   */
+  default_state: 'private' | 'shared';
+  /**
+   * Folios and the per-CPU LRU add batch (which holds a reference until drained):
+   * - 'drain-once' (IPC-v2+): gmem folios join the unevictable LRU; the conversion check drains the
+   *   batches once (lru_add_drain_all) when a folio shows an extra reference, then re-checks.
+   * - 'no-drain': the same LRU participation without the drain: batch references make conversions
+   *   fail with EAGAIN until something drains them (what IPC-v1 review ran into).
+   * - 'off-lru' (R51, IPC-v1): gmem folios never enter the LRU, so no batch reference exists.
+   */
+  lru: 'drain-once' | 'no-drain' | 'off-lru';
 }
 
 export type PolicyName = keyof Policy;
@@ -54,16 +71,24 @@ export const POLICY_VALUES: { readonly [K in PolicyName]: readonly Policy[K][] }
   atomicity: ['all-or-nothing', 'per-huge-page', 'rollback'],
   error_offset: ['max-start-folio', 'folio-head', 'unset'],
   punch: ['zero-partial', 'aligned-only'],
+  default_state: ['private', 'shared'],
+  lru: ['drain-once', 'no-drain', 'off-lru'],
 };
 
 /** What each uAPI generation does. */
 export function defaultPolicy(uapi: GmemUapi): Policy {
   switch (uapi) {
     case 'rfc-1g':
-      return { split: 'eager', merge: 'eager', atomicity: 'rollback', error_offset: 'folio-head', punch: 'zero-partial' };
+      return {
+        split: 'eager', merge: 'eager', atomicity: 'rollback', error_offset: 'folio-head', punch: 'zero-partial',
+        default_state: 'shared', lru: 'off-lru',
+      };
     case 'in-place':
     case 'v6.18':
-      return { split: 'eager', merge: 'eager', atomicity: 'all-or-nothing', error_offset: 'max-start-folio', punch: 'aligned-only' };
+      return {
+        split: 'eager', merge: 'eager', atomicity: 'all-or-nothing', error_offset: 'max-start-folio', punch: 'aligned-only',
+        default_state: 'private', lru: 'drain-once',
+      };
   }
 }
 

@@ -204,7 +204,8 @@ export class Mm {
 
   mprotect(addr: number, len: number, prot: number): void {
     if (addr % PAGE !== 0 || !Number.isInteger(len) || len < 0) throw new SyscallError(EINVAL, 'mprotect');
-    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0) throw new SyscallError(EINVAL, 'mprotect');
+    // x86 arch_validate_prot: READ, WRITE, EXEC and PROT_SEM (0x8, a no-op) are valid.
+    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | 0x8)) !== 0) throw new SyscallError(EINVAL, 'mprotect');
     if (len === 0) return;
     const end = addr + Math.ceil(len / PAGE) * PAGE;
     // Every page must be mapped (ENOMEM), and a noexec mapping refuses PROT_EXEC (EACCES): both

@@ -46,7 +46,7 @@ interface Op {
 }
 
 const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.nat(18),
+  kind: fc.nat(19),
   c: fc.array(fc.nat(1 << 20), { minLength: 8, maxLength: 8 }),
 });
 
@@ -252,6 +252,13 @@ function runOp(env: Env, op: Op): void {
       }
       return;
     }
+    case 18: {
+      // Another CPU's in-flight reference (a KVM fault between get_pfn and the SPTE), held a while.
+      const held = [...k.state.transient_refs.keys()];
+      if (c0 % 2 === 0 && held.length > 0) k.releaseTransientRef(pick(held, c[1] as number));
+      else k.holdTransientRef(fdOfKind(k, 'gmem', c[1] as number), ((c[2] as number) % 20) * 4096);
+      return;
+    }
     default: {
       const fd = fdOf(k, c0);
       switch (c[1] as number % 5) {
@@ -322,6 +329,7 @@ const RUNS: Array<{ uapi: GmemUapi; policy: Record<string, string>; numRuns: num
   { uapi: 'in-place', policy: { split: 'eager', atomicity: 'per-huge-page' }, numRuns: 15 },
   { uapi: 'rfc-1g', policy: { split: 'eager' }, numRuns: 20 },
   { uapi: 'rfc-1g', policy: { split: 'lazy', merge: 'on-free' }, numRuns: 15 },
+  { uapi: 'in-place', policy: { lru: 'no-drain', default_state: 'shared', atomicity: 'rollback' }, numRuns: 15 },
 ];
 
 for (const { uapi, policy, numRuns } of RUNS) {
