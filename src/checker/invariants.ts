@@ -38,6 +38,19 @@ export function checkInvariants(k: { state: ModelState }): void {
   for (const inode of s.inodes) {
     assert(!inode.invalidate_lock.held, () => `inode ${inode.ino}: invalidate_lock held at rest`);
     inode.shareability?.checkWellFormed(`inode ${inode.ino} shareability`);
+    if (inode.huge_order > 0 && inode.shareability !== null) {
+      // The mixed-block record agrees with the range map, for every block that has a folio.
+      for (const f of inode.pages.folios(0, inode.nr_pages)) {
+        for (const order of [9, 18]) {
+          if (order > inode.huge_order) continue;
+          const nr = 2 ** order;
+          for (let b = Math.floor(f.index / nr) * nr; b < f.index + 2 ** Math.max(f.order, 0) && b < inode.nr_pages; b += nr) {
+            const mixed = !inode.shareability.uniform(b, Math.min(b + nr, inode.nr_pages)).found;
+            assert(inode.isMixed(order, b) === mixed, () => `inode ${inode.ino}: block ${b} (order ${order}) mixed=${mixed}, record says ${inode.isMixed(order, b)}`);
+          }
+        }
+      }
+    }
     if (inode.huge_order > 0) {
       assert(inode.i_blocks === inode.pages.nr_pages * 8, () => `inode ${inode.ino}: i_blocks ${inode.i_blocks}, cached pages ${inode.pages.nr_pages}`);
     }

@@ -88,15 +88,12 @@ export function gmemGetPfn(phys: PhysMem, slot: GmemSlot, gfn: number): GmemPfn 
 }
 
 /**
- * The largest order KVM may map `index` at: the folio's order, limited to a block whose
- * shareability is uniform (with lazy splitting a whole folio can sit in a mixed block).
+ * The largest order KVM may map `index` at: the folio's order, lowered while the block is mixed
+ * (the inode's lpage_info-like record; with lazy splitting a whole folio can sit in a mixed block).
  */
 function maxOrder(inode: GmemInode, folio_order: number, index: number): number {
   for (const order of [18, 9]) {
-    if (folio_order < order) continue;
-    const nr = 2 ** order;
-    const base = Math.floor(index / nr) * nr;
-    if (inode.shareability === null || inode.shareability.uniform(base, base + nr).found) return order;
+    if (folio_order >= order && !inode.isMixed(order, index)) return order;
   }
   return 0;
 }

@@ -103,6 +103,7 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   const old = ctx.policy.atomicity === 'rollback' && to_split.length > 0 ? [...sh.runs(s, e)] : null;
   const changed = sh.countNotEqual(s, e, target);
   sh.set(s, e, target);
+  inode.updateMixed(s, e);
   let failed = false;
   const done: number[] = [];
   for (const index of to_split) {
@@ -116,6 +117,7 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
     // 'rollback' (R51): undo in reverse; the shareability goes back, the splits are merged back.
     assert(old !== null, 'a split failed after preallocation');
     for (const r of old) sh.set(r.start, r.end, r.value);
+    inode.updateMixed(s, e);
     for (const index of done.reverse()) {
       mergeBlock(inode, ctx, index);
       ctx.stats.rollbacks++;

@@ -7,7 +7,7 @@ import { RangeMap } from '../lib/rangemap.js';
 import type { Pfn } from '../lib/types.js';
 import type { AddressSpace } from '../mm/mapping.js';
 import { PG_uptodate, type PhysMem } from '../mm/memmap.js';
-import { PageCache } from '../mm/pagecache.js';
+import { keysInRange, PageCache } from '../mm/pagecache.js';
 import type { Vma } from '../mm/mm.js';
 import type { Subpool } from '../mm/hugetlb.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/kvm.js';
@@ -67,6 +67,12 @@ export class GmemInode implements AddressSpace {
   subpool: Subpool | null = null;
   /** The design knobs in force (split, merge, atomicity, ...). */
   policy: Policy | null = null;
+  /**
+   * The blocks whose pages are not all of one shareability, per huge order (like KVM's lpage_info
+   * KVM_LPAGE_MIXED_FLAG): block index (index >> order) → 1. Kept for HugeTLB files, where KVM could
+   * map a whole folio at 2M/1G; updated at every conversion in O(log n + blocks that change).
+   */
+  readonly mixed = new Map<number, Map<number, 1>>();
   /** folio_add_lru for new order-0 folios (null: off the LRU, as R51 keeps them). */
   lru_add: ((head: Pfn) => void) | null = null;
 
@@ -97,6 +103,36 @@ export class GmemInode implements AddressSpace {
   /** st_blksize: the huge page size for HugeTLB files. */
   get blksize(): number {
     return 4096 * this.folio_pages;
+  }
+
+  /** Is the `order` block containing `index` mixed (shared and private pages)? */
+  isMixed(order: number, index: number): boolean {
+    return this.mixed.get(order)?.has(Math.floor(index / 2 ** order)) ?? false;
+  }
+
+  /**
+   * After a store over [start, end): blocks inside it became uniform; the (at most two) blocks
+   * cut by its edges are recomputed from the range map.
+   */
+  updateMixed(start: number, end: number): void {
+    const sh = this.shareability;
+    if (sh === null || this.huge_order === 0) return;
+    for (const order of [9, 18]) {
+      if (order > this.huge_order) continue;
+      const nr = 2 ** order;
+      let m = this.mixed.get(order);
+      if (m === undefined) {
+        m = new Map();
+        this.mixed.set(order, m);
+      }
+      for (const key of keysInRange(m, Math.ceil(start / nr), Math.floor(end / nr))) m.delete(key);
+      for (const key of new Set([Math.floor(start / nr), Math.floor((end - 1) / nr)])) {
+        const b0 = key * nr;
+        if (b0 >= this.nr_pages) continue;
+        if (sh.uniform(b0, Math.min(b0 + nr, this.nr_pages)).found) m.delete(key);
+        else m.set(key, 1);
+      }
+    }
   }
 
   /** Is every page of [start, end) private? */
