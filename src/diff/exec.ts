@@ -10,6 +10,7 @@ import {
 import { O_RDWR } from '../uapi/linux.js';
 import type { Syscalls } from '../uapi/syscalls.js';
 import { guestProgramCode, runGuest, type GuestProgram } from '../host/guest-program.js';
+import { HOST_PVM_GMEM_NULL_UADDR_MMIO } from '../host/deviations.js';
 import type { DiffOp, DiffProgram } from './program.js';
 
 export type Outcome = string;
@@ -44,11 +45,11 @@ export const modelGuestRunner: GuestRunner = {
 
 /**
  * The named, evidenced deviation of this host that the diff steers around (declared with its
- * evidence as HOST_PVM_GMEM_NULL_UADDR_MMIO in test/conformance/deviations.ts): kvm_pvm serves
+ * evidence in src/host/deviations.ts): kvm_pvm serves
  * guest accesses through userspace_addr even for guest_memfd slots, and exits to MMIO where it maps
  * nothing (§5 rows 70, 73). A guest run in a VM with such a slot is not compared.
  */
-export const KNOWN_DEVIATION = 'HOST_PVM_GMEM_NULL_UADDR_MMIO (upstream-linux.md §5 rows 70, 73)';
+export const KNOWN_DEVIATION = `${HOST_PVM_GMEM_NULL_UADDR_MMIO.name} (${HOST_PVM_GMEM_NULL_UADDR_MMIO.rows.join(', ')})`;
 
 function describe(e: unknown): Outcome {
   if (e instanceof SyscallError) return `errno ${e.code}`;
