@@ -123,6 +123,8 @@ export class PhysMem {
 
   /** One order-0 frame, or -1 when memory is exhausted (the caller returns ENOMEM). */
   allocFrame(): number {
+    // Frames lent as vmemmap pages count as used: the allocator stops at the total, not the bump.
+    if (this.nr_buddy_used >= this.buddy_end) return -1;
     let p: number;
     if (this.nr_freestack > 0) p = this.freeStack[--this.nr_freestack] as number;
     else if (this.bump < this.buddy_end) p = this.bump++;
