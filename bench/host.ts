@@ -5,7 +5,9 @@
  * into a temporary directory at bench time and run as a child process):
  *   punch-4K      fallocate(PUNCH_HOLE | KEEP_SIZE, 4 KiB) at successive offsets of a 64 GiB guest_memfd
  *   create+close  KVM_CREATE_GUEST_MEMFD of 4 KiB, then close
- * The host/C ratio is the share of the kernel's rate the backend keeps (target ≥ 0.5).
+ * The host/C ratio is the share of the kernel's rate the backend keeps (target ≥ 0.5). Rounds
+ * alternate backend and C, and each side keeps its best round, so that load from other processes
+ * on the machine does not decide the ratio.
  * Run alone: `node dist/bench/host.js` (add --json for the raw figures).
  */
 import { spawnSync } from 'node:child_process';
@@ -22,8 +24,9 @@ export interface HostBenchFigure { name: string; value: number; unit: string }
 
 const GMEM_BYTES = 64 * 2 ** 30;
 const NR_PAGES = GMEM_BYTES / PAGE_SIZE;
-const PUNCH_ITERATIONS = 500_000;
-const CREATE_ITERATIONS = 100_000;
+const PUNCH_ITERATIONS = 300_000;
+const CREATE_ITERATIONS = 60_000;
+const ROUNDS = 3;
 const WARMUP_ITERATIONS = 20_000;
 const PUNCH_KEEP = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 
@@ -36,7 +39,8 @@ function perSecond(iterations: number, body: (i: number) => void): number {
   return iterations / elapsed_s;
 }
 
-function hostRates(sys: Syscalls): Rates {
+/** Opens a VM and a 64 GiB gmem once; measure() runs both loops on them. */
+function hostLoops(sys: Syscalls): { measure: () => Rates; close: () => void } {
   const kvm = sys.open('/dev/kvm', O_RDWR);
   const vm = sys.ioctl(kvm, KVM_CREATE_VM, 0);
   const gmem = sys.ioctl(vm, KVM_CREATE_GUEST_MEMFD, { size: GMEM_BYTES, flags: 0 });
@@ -44,31 +48,61 @@ function hostRates(sys: Syscalls): Rates {
   const createArg = { size: PAGE_SIZE, flags: 0 };
   const punch = (i: number): void => sys.fallocate(gmem, PUNCH_KEEP, (i % NR_PAGES) * PAGE_SIZE, PAGE_SIZE);
   const createClose = (): void => sys.close(sys.ioctl(vm, KVM_CREATE_GUEST_MEMFD, createArg));
-  try {
-    perSecond(WARMUP_ITERATIONS, punch);
-    perSecond(WARMUP_ITERATIONS, createClose);
-    return {
+  perSecond(WARMUP_ITERATIONS, punch);
+  perSecond(WARMUP_ITERATIONS, createClose);
+  return {
+    measure: () => ({
       punch_per_s: perSecond(PUNCH_ITERATIONS, punch),
       create_close_per_s: perSecond(CREATE_ITERATIONS, createClose),
-    };
-  } finally {
-    for (const fd of [gmem, vm, kvm]) sys.close(fd);
-  }
+    }),
+    close: () => {
+      for (const fd of [gmem, vm, kvm]) sys.close(fd);
+    },
+  };
 }
 
-/** Compiles native/bench_loop.c with cc and runs it; a reason string where that fails. */
-function cRates(): Rates | string {
+/** The best of each rate: on a shared 2-core machine, other load only ever slows a round down. */
+function best(a: Rates | null, b: Rates): Rates {
+  if (!a) return b;
+  return {
+    punch_per_s: Math.max(a.punch_per_s, b.punch_per_s),
+    create_close_per_s: Math.max(a.create_close_per_s, b.create_close_per_s),
+  };
+}
+
+/** Compiles native/bench_loop.c with cc into `dir`; the binary's path, or a reason string. */
+function compileCLoops(dir: string): string | { binary: string } {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const source = join(root, 'native', 'bench_loop.c');
+  const binary = join(dir, 'bench_loop');
+  const cc = spawnSync('cc', ['-O2', '-o', binary, source], { encoding: 'utf8' });
+  if (cc.status !== 0) return `cc ${source} failed: ${cc.error?.message ?? cc.stderr.trim()}`;
+  return { binary };
+}
+
+function runCLoops(binary: string): Rates | string {
+  const run = spawnSync(binary, [String(PUNCH_ITERATIONS), String(CREATE_ITERATIONS)], { encoding: 'utf8' });
+  if (run.status !== 0) return `bench_loop failed: ${run.error?.message ?? run.stderr.trim()}`;
+  return JSON.parse(run.stdout) as Rates;
+}
+
+/** ROUNDS alternating rounds (backend, then C), best of each. */
+function measure(sys: Syscalls): { host: Rates; c: Rates | string } {
+  const loops = hostLoops(sys);
   const dir = mkdtempSync(join(tmpdir(), 'gmem-bench-'));
   try {
-    const binary = join(dir, 'bench_loop');
-    const cc = spawnSync('cc', ['-O2', '-o', binary, source], { encoding: 'utf8' });
-    if (cc.status !== 0) return `cc ${source} failed: ${cc.error?.message ?? cc.stderr.trim()}`;
-    const run = spawnSync(binary, [String(PUNCH_ITERATIONS), String(CREATE_ITERATIONS)], { encoding: 'utf8' });
-    if (run.status !== 0) return `bench_loop failed: ${run.error?.message ?? run.stderr.trim()}`;
-    return JSON.parse(run.stdout) as Rates;
+    const compiled = compileCLoops(dir);
+    let host: Rates | null = null;
+    let c: Rates | string | null = typeof compiled === 'string' ? compiled : null;
+    for (let round = 0; round < ROUNDS; round++) {
+      host = best(host, loops.measure());
+      if (typeof compiled === 'string' || typeof c === 'string') continue;
+      const r = runCLoops(compiled.binary);
+      c = typeof r === 'string' ? r : best(c, r);
+    }
+    return { host: host as Rates, c: c ?? 'no C round ran' };
   } finally {
+    loops.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -79,12 +113,11 @@ export async function hostBench(): Promise<HostBenchFigure[]> {
     process.stderr.write(`host bench skipped: ${hostKernelUnavailableReason() ?? 'unknown reason'}\n`);
     return [];
   }
-  const host = hostRates(sys);
+  const { host, c } = measure(sys);
   const figures: HostBenchFigure[] = [
     { name: 'host backend punch-4K on 64GiB gmem', value: host.punch_per_s, unit: 'ops/s' },
     { name: 'host backend gmem 4KiB create+close', value: host.create_close_per_s, unit: 'ops/s' },
   ];
-  const c = cRates();
   if (typeof c === 'string') {
     process.stderr.write(`C baseline skipped: ${c}\n`);
     return figures;

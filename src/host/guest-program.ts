@@ -66,16 +66,19 @@ export function guestProgramCode<Op>(program: GuestProgram): (g: GuestOpsApi<Op>
   return function* run(g) {
     for (const op of program) {
       switch (op.op) {
-        case 'fill':
-          if (op.len > 0) yield g.write(op.gpa, new Uint8Array(op.len).fill(op.byte));
+        case 'fill': {
+          // One byte store at a time, as the machine code does: an MMIO region sees len exits of 1.
+          const one = new Uint8Array([op.byte]);
+          for (let i = 0; i < op.len; i++) yield g.write(op.gpa + i, one);
           break;
+        }
         case 'check': {
-          if (op.len === 0) break;
-          const got = (yield g.read(op.gpa, op.len)) as Uint8Array;
-          const i = got.findIndex((b) => b !== op.byte);
-          if (i >= 0) {
-            yield g.ucall(GUEST_UCALL_CHECK_FAILED, op.gpa + i, got[i] as number, op.byte);
-            return;
+          for (let i = 0; i < op.len; i++) {
+            const got = ((yield g.read(op.gpa + i, 1)) as Uint8Array)[0] as number;
+            if (got !== op.byte) {
+              yield g.ucall(GUEST_UCALL_CHECK_FAILED, op.gpa + i, got, op.byte);
+              return;
+            }
           }
           break;
         }

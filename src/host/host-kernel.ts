@@ -4,20 +4,25 @@
  * Every method passes straight through to the kernel and reports its answer: a negative return
  * becomes SyscallError(errno, '<syscall>'). Nothing the kernel validates is validated here; an
  * integer argument that no C caller could pass (a fractional, NaN or infinite number) is answered
- * EINVAL without a call, as the Syscalls contract says. The backend refuses only what would corrupt the Node process itself (HostRefusedError): closing
- * an fd it did not open, or unmapping, remapping, madvising, mprotecting or storing into memory
- * that it did not map (see address-space.ts).
+ * EINVAL without a call, as the Syscalls contract says.
+ *
+ * The backend refuses only what would corrupt the Node process itself (HostRefusedError):
+ * closing an fd it did not open; unmapping, remapping, madvising, mprotecting or storing into
+ * memory it did not map; letting the kernel write through an integer pointer into such memory;
+ * passing a raw struct buffer smaller than the request encodes (see address-space.ts).
  */
 import { readFileSync } from 'node:fs';
-import { EFAULT, EINVAL, EPERM } from '../uapi/errno.js';
+import { EBADF, EFAULT, EINVAL, EPERM } from '../uapi/errno.js';
 import { SignalError, SyscallError } from '../uapi/errors.js';
-import { ioc_dir, ioc_size, IOC_READ } from '../uapi/ioctl.js';
+import { ioc_dir, IOC_NONE, IOC_READ, ioc_size, ioc_type } from '../uapi/ioctl.js';
 import {
-  KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE,
+  KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_GET_VCPU_MMAP_SIZE, KVMIO,
 } from '../uapi/kvm.js';
 import { MAP_FIXED, MAP_FIXED_NOREPLACE, MMAP_MIN_ADDR, O_RDWR, PAGE_SIZE, TASK_SIZE } from '../uapi/linux.js';
 import type { IoctlArg, Stat, Syscalls, U64 } from '../uapi/syscalls.js';
 import { firstForeignAddress, OwnedRanges } from './address-space.js';
+import { loadGuestProgram, type LoadedGuest } from './guest-loader.js';
+import type { GuestProgram } from './guest-program.js';
 import { ioctlSyscallName, NonIntegerFieldError, STRUCT_CODECS, type StructArg } from './ioctl-codec.js';
 import { HostKvmRun } from './kvm-run.js';
 import { loadNative, type NativeAddon, type SyscallNumbers } from './native.js';
@@ -27,6 +32,11 @@ const SIGSEGV = 11;
 const F_GETFD = 1;
 /** The largest encoded ioctl size (14 bits): the scratch buffer fits any struct argument. */
 const IOCTL_SCRATCH_BYTES = 1 << 14;
+
+/** Loader slots of setGuestProgram(): one per vCPU, 1 MiB each from 3 GiB. */
+const GUEST_SLOT_BASE = 32000;
+const GUEST_GPA_BASE = 0xc000_0000;
+const GUEST_SLOT_BYTES = 1 << 20;
 
 /** ioctls that return a new fd, which the caller may then close. */
 const FD_RETURNING_IOCTLS: ReadonlySet<number> = new Set([KVM_CREATE_VM, KVM_CREATE_VCPU, KVM_CREATE_GUEST_MEMFD]);
@@ -85,6 +95,30 @@ function probeKvm(addon: NativeAddon, devicePath: string): { vcpu_mmap_size_byte
   return { vcpu_mmap_size_bytes: size };
 }
 
+/**
+ * What the backend created. fds and mappings belong to the process, not to one HostKernel, so
+ * every instance shares this: an fd opened through one may be closed through another.
+ */
+class ProcessResources {
+  /** fds opened through the backend (open, dup, fd-returning ioctls): the only ones it will close. */
+  readonly fds = new Set<number>();
+  /** Mappings made through mmap(): the only memory it will unmap, remap, madvise, mprotect or store to. */
+  readonly ranges = new OwnedRanges();
+  /** vCPU fd → its kvm_run, mapped once. */
+  readonly kvmRuns = new Map<number, HostKvmRun>();
+  /** pin id → the io_uring fd holding the pin. */
+  readonly pins = new Map<number, number>();
+  nextPinId = 1;
+  /** vCPU fd → the VM fd it was created on (for setGuestProgram). */
+  readonly vcpuVm = new Map<number, number>();
+  /** vCPU fd → its loaded guest program. */
+  readonly guests = new Map<number, LoadedGuest>();
+  /** VM fd → how many loader slots setGuestProgram has used in it. */
+  readonly guestSlotsUsed = new Map<number, number>();
+}
+
+const processResources = new ProcessResources();
+
 function isIntegerArg(arg: IoctlArg | undefined): arg is number | bigint | undefined {
   return arg === undefined || typeof arg === 'number' || typeof arg === 'bigint';
 }
@@ -92,14 +126,10 @@ function isIntegerArg(arg: IoctlArg | undefined): arg is number | bigint | undef
 export class HostKernel implements Syscalls {
   readonly backend = 'host' as const;
   private readonly nr: SyscallNumbers;
-  /** fds this backend opened (open, dup, fd-returning ioctls): the only ones it will close. */
-  private readonly ownedFds = new Set<number>();
-  /** Mappings made through mmap(): the only memory it will unmap, remap, madvise, mprotect or store to. */
-  private readonly ownedRanges = new OwnedRanges();
-  private readonly kvmRuns = new Map<number, HostKvmRun>();
-  /** pin id → io_uring fd holding the pin. */
-  private readonly pins = new Map<number, number>();
-  private nextPinId = 1;
+  private readonly ownedFds = processResources.fds;
+  private readonly ownedRanges = processResources.ranges;
+  private readonly kvmRuns = processResources.kvmRuns;
+  private readonly pins = processResources.pins;
   private readonly scratch = new Uint8Array(IOCTL_SCRATCH_BYTES);
   private readonly scratchView = new DataView(this.scratch.buffer);
   private readonly statOut = new Float64Array(6);
@@ -152,7 +182,7 @@ export class HostKernel implements Syscalls {
 
   fstat(fd: number): Stat {
     this.check(this.native.fstat(fd, this.statOut), 'fstat');
-    const [st_size, st_blksize, st_blocks, st_ino, st_mode, st_nlink] = this.statOut as unknown as number[];
+    const [st_size = 0, st_blksize = 0, st_blocks = 0, st_ino = 0, st_mode = 0, st_nlink = 0] = this.statOut;
     return { st_size, st_blksize, st_blocks, st_ino, st_mode, st_nlink };
   }
 
@@ -192,6 +222,7 @@ export class HostKernel implements Syscalls {
     }
     if (r < 0) throw new SyscallError(-r, ioctlSyscallName(request));
     if (FD_RETURNING_IOCTLS.has(request >>> 0)) this.ownedFds.add(r);
+    if (request === KVM_CREATE_VCPU) processResources.vcpuVm.set(r, fd);
     return r;
   }
 
@@ -235,10 +266,15 @@ export class HostKernel implements Syscalls {
 
   /**
    * An integer argument is passed as is; if it is the address of memory the backend does not own
-   * and the request lets the kernel write through it, that write would land in Node's memory.
+   * and the request may write through it, that write would land in Node's memory. Requests that
+   * may write: any _IOR/_IOWR, and any direction-less request outside KVM (legacy ones such as
+   * FIONREAD write through their argument; KVM's _IO requests take plain integers).
    */
   private refuseForeignPointer(request: number, arg: number | bigint | undefined): void {
-    if (arg === undefined || (ioc_dir(request) & IOC_READ) === 0) return;
+    if (arg === undefined) return;
+    const dir = ioc_dir(request);
+    const mayWrite = (dir & IOC_READ) !== 0 || (dir === IOC_NONE && ioc_type(request) !== KVMIO);
+    if (!mayWrite) return;
     const addr = Number(arg);
     if (addr < MMAP_MIN_ADDR || addr >= TASK_SIZE) return;
     const size_bytes = Math.max(ioc_size(request), 1);
@@ -252,7 +288,7 @@ export class HostKernel implements Syscalls {
 
   mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number): number {
     if ((flags & MAP_FIXED) !== 0 && (flags & MAP_FIXED_NOREPLACE) === 0) {
-      this.refuseForeignRange('mmap', addr, length);
+      this.refuseForeignRange('mmap', addr, length, true);
     }
     const mapped = this.check(this.native.sys(this.nr.mmap, addr, length, prot, flags, fd, offset), 'mmap');
     this.ownedRanges.add(mapped, length);
@@ -260,18 +296,18 @@ export class HostKernel implements Syscalls {
   }
 
   munmap(addr: number, length: number): void {
-    this.refuseForeignRange('munmap', addr, length);
+    this.refuseForeignRange('munmap', addr, length, true);
     this.check(this.native.sys(this.nr.munmap, addr, length), 'munmap');
     this.ownedRanges.remove(addr, length);
   }
 
   madvise(addr: number, length: number, advice: number): void {
-    this.refuseForeignRange('madvise', addr, length);
+    this.refuseForeignRange('madvise', addr, length, false);
     this.check(this.native.sys(this.nr.madvise, addr, length, advice), 'madvise');
   }
 
   mprotect(addr: number, length: number, prot: number): void {
-    this.refuseForeignRange('mprotect', addr, length);
+    this.refuseForeignRange('mprotect', addr, length, false);
     this.check(this.native.sys(this.nr.mprotect, addr, length, prot), 'mprotect');
   }
 
@@ -293,10 +329,15 @@ export class HostKernel implements Syscalls {
   /**
    * A long-term pin (FOLL_LONGTERM | FOLL_WRITE) through io_uring buffer registration; errors are
    * io_uring's (EFAULT where GUP refuses the range, e.g. a private guest_memfd page or no mapping).
+   *
+   * Measured on the kvm_pvm Linux 6.18 host: a guest_memfd MMAP|INIT_SHARED mapping pins (0; VmPin
+   * in /proc/self/status grows by the range), so 6.18 does not refuse long-term pins of gmem pages;
+   * an MMAP-only (private) gmem mapping fails EFAULT (14), as faulting it in is SIGBUS; anonymous
+   * memory pins; a PROT_READ mapping is EFAULT (FOLL_WRITE).
    */
   pin(addr: number, length: number): number {
     const ring = this.check(this.native.pin(addr, length), 'io_uring_register(IORING_REGISTER_BUFFERS)');
-    const id = this.nextPinId++;
+    const id = processResources.nextPinId++;
     this.pins.set(id, ring);
     return id;
   }
@@ -321,6 +362,26 @@ export class HostKernel implements Syscalls {
     return run;
   }
 
+  /**
+   * Extension: runs `program` on the vCPU from its next KVM_RUN (the host side of what the model
+   * does with setGuestCode). Each vCPU gets a loader slot of its own (slot 32000 + n at GPA
+   * 3 GiB + n MiB); a second program on the same vCPU replaces the first and restarts it.
+   */
+  setGuestProgram(vcpuFd: number, program: GuestProgram): void {
+    const loaded = processResources.guests.get(vcpuFd);
+    if (loaded) {
+      loaded.reload(program);
+      return;
+    }
+    const vmFd = processResources.vcpuVm.get(vcpuFd);
+    if (vmFd === undefined) throw new SyscallError(EBADF, 'setGuestProgram', `fd ${vcpuFd} is not a vCPU created through this backend`);
+    const n = processResources.guestSlotsUsed.get(vmFd) ?? 0;
+    processResources.guestSlotsUsed.set(vmFd, n + 1);
+    const guest = loadGuestProgram(this, vmFd, vcpuFd, program,
+      { slot: GUEST_SLOT_BASE + n, gpa: GUEST_GPA_BASE + n * GUEST_SLOT_BYTES, size_bytes: GUEST_SLOT_BYTES });
+    processResources.guests.set(vcpuFd, guest);
+  }
+
   // ---- helpers -------------------------------------------------------------------------------
 
   private check(r: number, syscall: string): number {
@@ -340,10 +401,14 @@ export class HostKernel implements Syscalls {
 
   /**
    * Refuses a destructive call on memory the backend did not map. Arguments that the kernel
-   * rejects anyway (unaligned, empty, out of the user range) go through for the kernel's errno.
+   * rejects before touching any mapping go through for the kernel's errno: an unaligned address,
+   * a non-positive length, a non-integer (EINVAL from the addon), and, for munmap and mmap, a
+   * range past TASK_SIZE (`bounded`). mprotect and madvise do not bound the range first: they
+   * change every mapping up to the first hole, so such a range is checked like any other.
    */
-  private refuseForeignRange(syscall: string, addr: number, length: number): void {
-    if (addr % PAGE_SIZE !== 0 || length <= 0 || addr + length > TASK_SIZE) return;
+  private refuseForeignRange(syscall: string, addr: number, length: number, bounded: boolean): void {
+    if (!Number.isInteger(addr) || !Number.isInteger(length) || addr % PAGE_SIZE !== 0 || length <= 0) return;
+    if (bounded && addr + length > TASK_SIZE) return;
     const foreign = firstForeignAddress(this.ownedRanges, addr, length);
     if (foreign !== null) {
       throw new HostRefusedError(syscall, `0x${foreign.toString(16)} belongs to a mapping this backend did not make`);
@@ -352,7 +417,16 @@ export class HostKernel implements Syscalls {
 
   private forgetFd(fd: number): void {
     this.ownedFds.delete(fd);
-    // The number may be reused by the next open; a later kvmRun() must map the new file.
+    // The number may be reused by the next open; a later kvmRun() or program must see the new file.
     this.kvmRuns.delete(fd);
+    processResources.vcpuVm.delete(fd);
+    processResources.guestSlotsUsed.delete(fd);
+    const guest = processResources.guests.get(fd);
+    if (guest) {
+      // Nothing else runs in a closed vCPU's loader slot; its memory can go.
+      processResources.guests.delete(fd);
+      this.native.sys(this.nr.munmap, guest.hva, guest.size_bytes);
+      this.ownedRanges.remove(guest.hva, guest.size_bytes);
+    }
   }
 }

@@ -74,7 +74,7 @@ export class Vcpu {
     const run = this.run;
     this.nr_runs++;
     if (run.immediate_exit !== 0) {
-      run.exit_reason = KVM_EXIT_INTR;
+      // x86 returns -EINTR before entering and leaves exit_reason as it was (seen on the host too).
       throw new SyscallError(EINTR, 'ioctl(KVM_RUN)', 'immediate_exit');
     }
     run.ucall = null;
