@@ -239,8 +239,11 @@ function checkLeaf(s: ModelState, vm: ModelState['vms'] extends ReadonlySet<infe
     const index = leaf.gfn - slot.base_gfn + slot.gmem_pgoff;
     const backing = inode.pages.pfnAt(index);
     assert(backing === leaf.pfn, () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps pfn ${leaf.pfn}, guest_memfd has ${backing}`);
-    const head = inode.pages.lookup(index)?.head;
+    const folio = inode.pages.lookup(index);
+    const head = folio?.head;
     assert(head !== undefined && s.phys.testFlag(head, PG_uptodate), () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps a folio never zeroed`);
+    assert(folio !== null && (leaf.level === 1 || (folio.split !== true && folio.order >= (leaf.level === 2 ? 9 : 18))),
+      () => `VM ${vm.vm_id}: level-${leaf.level} leaf at gfn ${leaf.gfn} over a folio of order ${folio?.order} (split ${folio?.split === true})`);
     if (inode.shareability !== null) {
       const u = inode.shareability.uniform(index, index + nr);
       assert(u.found, () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} (level ${leaf.level}) spans shared and private pages`);

@@ -107,7 +107,7 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   let failed = false;
   const done: number[] = [];
   for (const index of to_split) {
-    if (!splitBlock(inode, ctx, index)) {
+    if (!splitBlock(inode, ctx, index, true)) {
       failed = true;
       break;
     }

@@ -6,13 +6,24 @@
  */
 import type { GmemContext } from './context.js';
 import type { GmemInode } from './inode.js';
+import { invalidateBegin, invalidateEnd } from './invalidate.js';
 
-/** Split the whole huge folio of the block containing `index`, if there is one. False: no vmemmap pages. */
-export function splitBlock(inode: GmemInode, ctx: GmemContext, index: number): boolean {
+/**
+ * Split the whole huge folio of the block containing `index`, if there is one. False: no vmemmap
+ * pages. `in_invalidation`: the caller (a conversion) already zapped the block inside its own
+ * invalidate begin/end; otherwise (a host fault, lazy policy) the split brackets its own.
+ */
+export function splitBlock(inode: GmemInode, ctx: GmemContext, index: number, in_invalidation = false): boolean {
   const e = inode.pages.hugeEntry(index);
   if (e === null || e.split) return true;
   if (!(ctx.phys.hugetlb?.split(e.head) ?? false)) return false;
   inode.pages.setSplit(e.index, e.order, true);
+  if (in_invalidation) return true;
+  // KVM may map the whole folio with one huge leaf: a leaf larger than the folio now is must go
+  // (the next fault maps at the order the split folio allows).
+  const touched = invalidateBegin(inode, e.index, e.index + 2 ** e.order, 'both');
+  ctx.stats.invalidations += touched.length;
+  invalidateEnd(touched);
   return true;
 }
 

@@ -410,6 +410,14 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     return v;
   }
 
+  /** Bytes of JS heap the model's own structures hold (an estimate from their sizes). */
+  private modelBytes(): number {
+    let n = this.phys.memmap_bytes + this.phys.contents.heap_bytes + (this.phys.hugetlb?.heap_bytes ?? 0) + this.mm.heap_bytes;
+    for (const inode of this.inodes) n += inode.pages.heap_bytes + 64 * ((inode.shareability?.nr_ranges ?? 0) + 1);
+    for (const vm of this.vms) n += vm.stage2.heap_bytes + 64 * vm.attributes.nr_ranges;
+    return n;
+  }
+
   /**
    * Test and simulator hook (not a system call): take a transient reference on the folio behind
    * `offset` of guest_memfd `fd`, as another CPU's in-flight user would (kvm_gmem_get_pfn before
@@ -478,7 +486,7 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
       host_faults: st.host_faults,
       sigbus: st.sigbus,
       dma_faults: 0,
-      model_bytes: this.phys.memmap_bytes + this.phys.contents.heap_bytes,
+      model_bytes: this.modelBytes(),
     };
   }
 }

@@ -152,6 +152,11 @@ export class Stage2 {
     yield* all;
   }
 
+  /** Bytes the model holds for these tables. */
+  get heap_bytes(): number {
+    return this.tables.size * (TABLE * 5 + 64) + (this.leaves2m.size + this.leaves1g.size) * 48;
+  }
+
   /** Guest memory mapped, in 4K pages, per level. */
   get mapped_pages(): { '4k': number; '2m': number; '1g': number } {
     return { '4k': this.nr_4k, '2m': this.nr_2m_leaves * PAGES_PER_2M, '1g': this.nr_1g_leaves * PAGES_PER_1G };

@@ -405,6 +405,13 @@ export class HugeTlb {
     }
   }
 
+  /** Bytes the model holds for the pools: one record per huge page, one object per subpage override. */
+  get heap_bytes(): number {
+    let overrides = 0;
+    for (const rec of this.pages.values()) overrides += rec.sub?.size ?? 0;
+    return this.pages.size * 96 + overrides * 80;
+  }
+
   /** Counts for metrics: whole and split folios per size. */
   folioCounts(): { whole_2m: number; split_2m: number; whole_1g: number; split_1g: number } {
     const c = { whole_2m: 0, split_2m: 0, whole_1g: 0, split_1g: 0 };

@@ -70,6 +70,11 @@ export class Mm {
 
   constructor(private readonly phys: PhysMem) {}
 
+  /** Bytes the model holds for page tables and VMAs. */
+  get heap_bytes(): number {
+    return this.tables.size * (TABLE * 4 + 64) + this.vmas.length * 128;
+  }
+
   get vmaList(): readonly Vma[] {
     return this.vmas;
   }

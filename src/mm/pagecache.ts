@@ -73,6 +73,11 @@ export class PageCache {
     return f === null ? -1 : f.head + (index - f.index);
   }
 
+  /** Bytes the model holds for this cache: 2 KiB per order-0 block, an entry per huge folio. */
+  get heap_bytes(): number {
+    return this.blocks.size * (BLOCK * 4 + 64) + (this.huge2m.size + this.huge1g.size) * 48;
+  }
+
   /** How many huge entries are split (metrics). */
   get nr_split(): number {
     return this.split2m.size + this.split1g.size;
