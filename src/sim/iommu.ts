@@ -185,7 +185,13 @@ export class Iommu {
     for (const [s, e] of straddling) {
       if (this.mode === 'refresh') {
         // Atomic split: the leaf is replaced by a table of smaller leaves; nothing else unmapped.
+        // A 1G leaf goes to 2M leaves, and each 2M the range only partly covers on to 4K.
         this.splits++;
+        if (e - s === P1G) {
+          const partial = new Set<number>();
+          for (const edge of [g0, g1]) if (edge > s && edge < e && edge % P2M !== 0) partial.add(Math.floor(edge / P2M));
+          this.splits += partial.size;
+        }
       } else {
         // unmap-remap: the whole leaf goes, then what stays shared comes back: a window.
         this.unmaps++;

@@ -7,7 +7,8 @@
 export const UC_BOOT_DONE = 1;
 /** [UC_ACCEPT, gpa, size, level]: the guest's accept sweep (SNP PVALIDATE, TDX TDG.MEM.PAGE.ACCEPT). */
 export const UC_ACCEPT = 2;
-/** [UC_HOST_IO, gpa, size, dir, tag]: a virtio kick; the host device model touches the buffer. */
+/** [UC_HOST_IO, gpa, size, dir]: a virtio kick; the host device model reads the buffer (checking the
+ * guest's tag) or fills it (writing a fresh tag the guest checks). */
 export const UC_HOST_IO = 3;
 /** [UC_DMA, gpa, size]: the assigned device DMAs into the buffer through the IOMMU. */
 export const UC_DMA = 4;

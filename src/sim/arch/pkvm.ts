@@ -16,6 +16,7 @@ import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
 import { RangeMap } from '../../lib/rangemap.js';
 import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED } from '../../uapi/kvm.js';
+import { UC_ACCEPT } from '../protocol.js';
 import { type ArchBackend, clampLevels, type GuestSeq, type LevelPages } from './types.js';
 
 export const PKVM_FUNC_MEM_SHARE = 3;
@@ -56,8 +57,10 @@ export class PkvmBackend implements ArchBackend {
     return ret;
   }
 
-  // eslint-disable-next-line require-yield
-  *accept(): GuestSeq {}
+  /** No accept on pKVM: the guest's first touch of the range, the host donating it as it faults. */
+  *accept(g: GuestApi, gpa: number, size: number): GuestSeq {
+    yield g.ucall(UC_ACCEPT, gpa, size, this.maxPrivateLevel);
+  }
 
   /**
    * The hypervisor's checks before the host sees the request: 'donate' when the page is not
@@ -89,7 +92,10 @@ export class PkvmBackend implements ArchBackend {
     this.states.set(g0, g0 + n, toPrivate ? PKVM_OWNED : PKVM_SHARED_OWNED);
   }
 
-  accepted(): void {}
+  /** The first touch donated the range: guest OWNED from now on. */
+  accepted(gpa: number, size: number): void {
+    this.donated(gpa / 4096, (gpa + size) / 4096);
+  }
 
   effective(raw: LevelPages): LevelPages {
     return clampLevels(raw, this.maxPrivateLevel);

@@ -1,0 +1,179 @@
+/**
+ * Metrics sampling: one Sample per sampling point, from the model's own counters
+ * (kernel.metrics(), src/kernel/metrics.ts) and the simulator's (counters.ts, the IOMMU
+ * importer, the arch backend). Stage-2 levels are reported as the VM type's firmware would have
+ * them (arch backend: SNP/TDX/pKVM ≤ 2M, TDX demotions), next to the model vehicle's raw levels.
+ * Everything here is deterministic: no wall-clock time, no process memory.
+ */
+import type { ModelKernel } from '../kernel/model-kernel.js';
+import type { ModelMetrics } from '../kernel/metrics.js';
+import type { Level } from '../lib/types.js';
+import type { ArchBackend, LevelPages } from './arch/types.js';
+import type { SimCounters } from './counters.js';
+import type { Iommu } from './iommu.js';
+
+export interface Sample {
+  step: number;
+  /** Simulated seconds. */
+  t: number;
+  /** Stage-2 mappings as the firmware would have them, in 4 KiB pages per level. */
+  stage2: LevelPages;
+  /** The model vehicle's own stage-2 mappings. */
+  stage2_raw: LevelPages;
+  iommu: LevelPages;
+  /** HugeTLB folios: whole and split, 2M and 1G together (by size in `final`). */
+  huge_whole: number;
+  huge_split: number;
+  vmemmap_pages_in_use: number;
+  splits: number;
+  merges: number;
+  conversions_done: number;
+  conversions_failed: number;
+  eagain_returns: number;
+  invalidations: number;
+  tlb_flushes: number;
+  host_faults: number | null;
+  sigbus: number | null;
+  dma_faults: number;
+  model_bytes: number;
+}
+
+/** End-of-run figures per policy: every counter, model and simulator. */
+export interface FinalMetrics {
+  stage2: LevelPages;
+  stage2_raw: LevelPages;
+  iommu: LevelPages;
+  huge_folios: ModelMetrics['huge_folios'];
+  order0_folios: number;
+  splits: number;
+  merges: number;
+  vmemmap_pages_allocated: number;
+  vmemmap_pages_freed: number;
+  vmemmap_pages_in_use: number;
+  /** The model's conversion counters (ioctl level). */
+  model_conversions: { done: number; eagain: number; failed: number; pages: number };
+  invalidations: number;
+  zapped_leaves: number;
+  tlb_flushes: number;
+  guest_faults: number;
+  host_faults: number | null;
+  sigbus: number | null;
+  model_bytes: number;
+  iommu_ops: { maps: number; unmaps: number; iotlb_flushes: number; splits: number; merges: number } | null;
+  sim: Record<string, number>;
+  arch: Record<string, number>;
+}
+
+const ZERO: LevelPages = { '4k': 0, '2m': 0, '1g': 0 };
+
+/** kernel.metrics() where the model has it; else what can be read from its state (marked null where not). */
+export function modelMetrics(k: ModelKernel): { m: ModelMetrics; partial: boolean } {
+  const fn = (k as unknown as { metrics?: () => ModelMetrics }).metrics;
+  if (typeof fn === 'function') return { m: fn.call(k), partial: false };
+  const stage2 = { ...ZERO };
+  let zapped = 0;
+  let flushes = 0;
+  let faults = 0;
+  let inval = 0;
+  for (const vm of k.state.vms) {
+    const p = vm.stage2.mapped_pages;
+    stage2['4k'] += p['4k'];
+    stage2['2m'] += p['2m'];
+    stage2['1g'] += p['1g'];
+    zapped += vm.stage2.nr_zapped_leaves;
+    flushes += vm.stage2.nr_tlb_flushes;
+    faults += vm.nr_faults;
+    inval += vm.mmu_invalidate_seq;
+  }
+  return {
+    partial: true,
+    m: {
+      stage2_pages: stage2, iommu_pages: { ...ZERO },
+      huge_folios: { whole_2m: 0, split_2m: 0, whole_1g: 0, split_1g: 0 },
+      order0_folios: k.state.phys.nr_buddy_used, splits: 0, merges: 0,
+      vmemmap_pages_allocated: 0, vmemmap_pages_freed: 0, vmemmap_pages_in_use: 0,
+      conversions_done: 0, conversions_eagain: 0, conversions_failed: 0, pages_converted: 0,
+      invalidations: inval, zapped_leaves: zapped, tlb_flushes: flushes, guest_faults: faults,
+      host_faults: 0, sigbus: 0, dma_faults: 0, model_bytes: k.state.phys.memmap_bytes,
+    },
+  };
+}
+
+export class Sampler {
+  readonly series: Sample[] = [];
+
+  constructor(
+    private readonly k: ModelKernel,
+    private readonly arch: ArchBackend,
+    private readonly counters: SimCounters,
+    private readonly iommu: Iommu | null,
+  ) {}
+
+  private stage2(m: ModelMetrics): LevelPages {
+    const vm = this.k.state.vms.values().next().value;
+    return this.arch.effective(m.stage2_pages, {
+      levelAt: (gfn: number): 0 | Level => (vm === undefined ? 0 : (vm.stage2.lookup(gfn)?.level ?? 0)),
+    });
+  }
+
+  sample(step: number, t: number): Sample {
+    const { m, partial } = modelMetrics(this.k);
+    const h = m.huge_folios;
+    const s: Sample = {
+      step,
+      t,
+      stage2: this.stage2(m),
+      stage2_raw: { ...m.stage2_pages },
+      iommu: this.iommu?.pages() ?? { ...ZERO },
+      huge_whole: h.whole_2m + h.whole_1g,
+      huge_split: h.split_2m + h.split_1g,
+      vmemmap_pages_in_use: m.vmemmap_pages_in_use,
+      splits: m.splits,
+      merges: m.merges,
+      conversions_done: this.counters.conversions_done,
+      conversions_failed: this.counters.conversions_failed,
+      eagain_returns: this.counters.eagain_returns,
+      invalidations: m.invalidations,
+      tlb_flushes: m.tlb_flushes,
+      host_faults: partial ? null : m.host_faults,
+      sigbus: partial ? null : m.sigbus,
+      dma_faults: this.counters.dma_faults + this.counters.dma_gap_hits,
+      model_bytes: m.model_bytes,
+    };
+    this.series.push(s);
+    return s;
+  }
+
+  final(): FinalMetrics {
+    const { m, partial } = modelMetrics(this.k);
+    const c = this.counters;
+    const sim: Record<string, number> = {};
+    for (const [key, v] of Object.entries(c)) if (typeof v === 'number') sim[key] = v;
+    return {
+      stage2: this.stage2(m),
+      stage2_raw: { ...m.stage2_pages },
+      iommu: this.iommu?.pages() ?? { ...ZERO },
+      huge_folios: { ...m.huge_folios },
+      order0_folios: m.order0_folios,
+      splits: m.splits,
+      merges: m.merges,
+      vmemmap_pages_allocated: m.vmemmap_pages_allocated,
+      vmemmap_pages_freed: m.vmemmap_pages_freed,
+      vmemmap_pages_in_use: m.vmemmap_pages_in_use,
+      model_conversions: { done: m.conversions_done, eagain: m.conversions_eagain, failed: m.conversions_failed, pages: m.pages_converted },
+      invalidations: m.invalidations,
+      zapped_leaves: m.zapped_leaves,
+      tlb_flushes: m.tlb_flushes,
+      guest_faults: m.guest_faults,
+      host_faults: partial ? null : m.host_faults,
+      sigbus: partial ? null : m.sigbus,
+      model_bytes: m.model_bytes,
+      iommu_ops: this.iommu === null ? null : {
+        maps: this.iommu.maps, unmaps: this.iommu.unmaps, iotlb_flushes: this.iommu.iotlb_flushes,
+        splits: this.iommu.splits, merges: this.iommu.merges,
+      },
+      sim,
+      arch: this.arch.counters(),
+    };
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The summary both the terminal table and the HTML report show: one row per metric, one column
+ * per policy. Memory is shown as bytes and share of guest memory, so numbers can be checked by
+ * hand: 1 page = 4 KiB, a 2M leaf = 512 pages, a 1G leaf = 262,144 pages.
+ */
+import type { LevelPages } from '../arch/types.js';
+import type { PolicyResult, SimResult } from '../run.js';
+import { formatBytes } from '../units.js';
+
+export interface Row {
+  /** Section heading rows have no values. */
+  label: string;
+  values: string[];
+  section?: boolean;
+  /** A note under the label (units, meaning). */
+  hint?: string;
+}
+
+const PAGE = 4096;
+
+export function fmtInt(n: number | null): string {
+  if (n === null) return 'n/a';
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function pagesCell(pages: number, guestPages: number): string {
+  if (pages === 0) return '0';
+  const pct = (100 * pages) / guestPages;
+  return `${formatBytes(pages * PAGE)} (${pct >= 10 ? pct.toFixed(1) : pct.toPrecision(2)}%)`;
+}
+
+function levelRows(title: string, pick: (p: PolicyResult) => LevelPages, ps: PolicyResult[], guestPages: number, hint: string): Row[] {
+  return [
+    { label: title, values: [], section: true, hint },
+    { label: '  at 1G', values: ps.map((p) => pagesCell(pick(p)['1g'], guestPages)) },
+    { label: '  at 2M', values: ps.map((p) => pagesCell(pick(p)['2m'], guestPages)) },
+    { label: '  at 4K', values: ps.map((p) => pagesCell(pick(p)['4k'], guestPages)) },
+  ];
+}
+
+export function summaryRows(r: SimResult): Row[] {
+  const ps = r.policies;
+  const gp = r.scenario.guest / PAGE;
+  const f = (pick: (p: PolicyResult) => number | null): string[] => ps.map((p) => fmtInt(pick(p)));
+  const pair = (a: (p: PolicyResult) => number | null, b: (p: PolicyResult) => number | null): string[] =>
+    ps.map((p) => `${fmtInt(a(p))} / ${fmtInt(b(p))}`);
+  const rows: Row[] = [];
+  rows.push(...levelRows('stage-2 mappings', (p) => p.final.stage2, ps, gp,
+    r.scenario.vm === 'sw-protected' ? 'guest memory by leaf level' : `guest memory by leaf level, as ${r.scenario.vm_title} maps it`));
+  if (ps.some((p) => p.iommu !== 'none')) {
+    rows.push({ label: 'IOMMU importer', values: ps.map((p) => p.iommu), section: false });
+    rows.push(...levelRows('IOMMU mappings', (p) => p.final.iommu, ps, gp, 'shared guest memory by IOPTE level').slice(1));
+  }
+  rows.push({ label: 'huge folios', values: [], section: true, hint: 'HugeTLB folios now: whole / split to 4K' });
+  rows.push({ label: '  1G whole / split', values: pair((p) => p.final.huge_folios.whole_1g, (p) => p.final.huge_folios.split_1g) });
+  rows.push({ label: '  2M whole / split', values: pair((p) => p.final.huge_folios.whole_2m, (p) => p.final.huge_folios.split_2m) });
+  rows.push({ label: '  splits / merges', values: pair((p) => p.final.splits, (p) => p.final.merges) });
+  rows.push({
+    label: '  vmemmap allocated / in use', hint: 'pages of struct page restored by splits (HVO undone)',
+    values: ps.map((p) => `${fmtInt(p.final.vmemmap_pages_allocated)} / ${fmtInt(p.final.vmemmap_pages_in_use)} (${formatBytes(p.final.vmemmap_pages_in_use * PAGE)})`),
+  });
+  rows.push({ label: 'conversions', values: [], section: true, hint: 'requests the VMM handled' });
+  rows.push({ label: '  requested', values: f((p) => p.final.sim.conversions_requested ?? 0) });
+  rows.push({ label: '  done (of which no-op)', values: ps.map((p) => `${fmtInt(p.final.sim.conversions_done ?? 0)} (${fmtInt(p.final.sim.conversions_noop ?? 0)})`) });
+  rows.push({ label: '  hit EAGAIN / failed', values: pair((p) => p.final.sim.conversions_eagain ?? 0, (p) => p.final.sim.conversions_failed ?? 0) });
+  rows.push({ label: '  EAGAIN returns / refs dropped', values: pair((p) => p.final.sim.eagain_returns ?? 0, (p) => p.final.sim.ref_drops ?? 0) });
+  rows.push({ label: '  pages converted', values: f((p) => p.final.sim.pages_converted ?? 0) });
+  rows.push({ label: 'KVM', values: [], section: true });
+  rows.push({ label: '  invalidations', values: f((p) => p.final.invalidations) });
+  rows.push({ label: '  leaves zapped / TLB flushes', values: pair((p) => p.final.zapped_leaves, (p) => p.final.tlb_flushes) });
+  rows.push({ label: '  stage-2 faults', values: f((p) => p.final.guest_faults) });
+  rows.push({ label: 'host', values: [], section: true });
+  rows.push({ label: '  host faults / SIGBUS', values: pair((p) => p.final.host_faults, (p) => p.final.sigbus) });
+  rows.push({ label: '  contents lost', hint: 'host read other than what the guest wrote', values: f((p) => p.final.sim.content_lost ?? 0) });
+  if (ps.some((p) => (p.final.sim.dma_ops ?? 0) > 0 || p.iommu !== 'none')) {
+    rows.push({ label: 'device', values: [], section: true });
+    rows.push({ label: '  DMA ops', values: f((p) => p.final.sim.dma_ops ?? 0) });
+    rows.push({ label: '  DMA met a gap', hint: 'no IOPTE at issue, or in flight through an unmap/remap window', values: pair((p) => p.final.sim.dma_faults ?? 0, (p) => p.final.sim.dma_gap_hits ?? 0) });
+    rows.push({ label: '  IOTLB flushes / IOPTE splits / merges', values: ps.map((p) => {
+      const o = p.final.iommu_ops;
+      return o === null ? '-' : `${fmtInt(o.iotlb_flushes)} / ${fmtInt(o.splits)} / ${fmtInt(o.merges)}`;
+    }) });
+    rows.push({ label: '  IOPTEs over private memory', values: f((p) => p.final.sim.iommu_private_exposure ?? 0) });
+  }
+  rows.push({ label: r.scenario.vm_title, values: [], section: true });
+  const archKeys = [...new Set(ps.flatMap((p) => Object.keys(p.final.arch)))];
+  for (const key of archKeys) rows.push({ label: `  ${key.replace(/_/g, ' ')}`, values: f((p) => p.final.arch[key] ?? 0) });
+  rows.push({ label: 'model memory', values: ps.map((p) => formatBytes(p.final.model_bytes)) });
+  return rows;
+}
+
+/** The scenario in a few lines. */
+export function headerLines(r: SimResult): string[] {
+  const s = r.scenario;
+  const p0 = r.policies[0];
+  const lines = [
+    `${s.name}: ${s.description}`,
+    `guest ${formatBytes(s.guest)}, ${s.vm_title} (model vehicle ${s.vehicle}), ${s.backing === '4K' ? '4K folios' : `HugeTLB ${s.backing}`}, uapi ${s.uapi}, ${s.vcpus} vCPUs${s.iommu !== 'none' ? `, IOMMU ${s.iommu}` : ''}, seed ${s.seed}`,
+    `workload ${s.workload}: ${Object.entries(s.params).map(([k, v]) => `${k}=${typeof v === 'number' && /size|chunk|bounce|pool|region|burst|touch|request/.test(k) ? formatBytes(v) : String(v)}`).join(' ')}`,
+    `the guest asks by ${s.how_guest_asks}`,
+  ];
+  if (p0 !== undefined) lines.push(`${fmtInt(p0.steps)} steps = ${p0.sim_seconds.toPrecision(3)} s simulated`);
+  return lines;
+}

@@ -1,0 +1,40 @@
+/** Every built-in scenario runs (made small), with no failed conversion, SIGBUS or lost contents. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { builtinNames } from '../../src/sim/builtin.js';
+import { sim } from './helpers.js';
+
+const SMALL: Record<string, string[]> = {
+  'snp-lazy-accept': ['--guest', '4GiB', '--steps', '300'],
+  'tdx-boot': ['--guest', '4GiB', '--steps', '300'],
+  'pkvm-virtio': ['--guest', '2GiB', '--steps', '200'],
+  'dpdk-shared': ['--guest', '8GiB', '--steps', '300', '--set', 'workload.buffer_size=64MiB', '--set', 'workload.recycle_every=50'],
+  'device-dma': ['--guest', '4GiB', '--steps', '300', '--set', 'workload.pool=64MiB'],
+};
+
+interface J {
+  policies: Array<{ label: string; steps: number; final: { sim: Record<string, number>; sigbus: number | null } }>;
+}
+
+test('the built-in scenarios are the five workloads', () => {
+  assert.deepEqual(builtinNames(), Object.keys(SMALL).sort());
+});
+
+for (const name of Object.keys(SMALL)) {
+  test(`built-in ${name} runs`, async () => {
+    const r = await sim([name, ...(SMALL[name] as string[]), '--json', '--quiet']);
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out) as J;
+    assert.ok(j.policies.length >= 2, 'a comparison');
+    for (const p of j.policies) {
+      const s = p.final.sim;
+      assert.equal(s.events, p.steps, p.label);
+      assert.equal(s.conversions_failed, 0, `${p.label}: failed conversions`);
+      assert.equal(s.host_sigbus, 0, `${p.label}: SIGBUS`);
+      assert.equal(p.final.sigbus, 0, `${p.label}: model SIGBUS`);
+      assert.equal(s.content_lost, 0, `${p.label}: contents lost`);
+      assert.equal(s.iommu_private_exposure, 0, `${p.label}: IOPTE over private memory`);
+      assert.ok((s.conversions_done ?? 0) > 0);
+    }
+  });
+}
