@@ -14,6 +14,8 @@ import assert from 'node:assert/strict';
 import { digestModel } from '../../src/checker/digest.js';
 import type { ModelKernel } from '../../src/kernel/model-kernel.js';
 import type { GuestCode } from '../../src/kvm/guest.js';
+import { loadGuestProgram, type LoadedGuest } from '../../src/host/guest-loader.js';
+import { guestProgramCode, type GuestProgram } from '../../src/host/guest-program.js';
 import {
   KVM_CAP_EXIT_HYPERCALL, KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_MEMORY_ATTRIBUTES,
   KVM_CAP_MEMORY_FAULT_INFO, KVM_CAP_MULTI_ADDRESS_SPACE, KVM_CAP_NR_MEMSLOTS, KVM_CAP_PRE_FAULT_MEMORY,
@@ -33,7 +35,19 @@ export const UCALL_SYNC = 1;
 export const UCALL_ABORT = 2;
 export const UCALL_DONE = 4;
 
-export const GUEST_CODE_PENDING = 'guest code on the host: pending the host code generator';
+/**
+ * Host skip reasons of cases whose guest code is model-only generator code (GuestCode), because a
+ * GuestProgram (fill/check/read/ucall/hlt) cannot express it.
+ */
+export const NEEDS_HYPERCALL_OP = 'needs a hypercall op the host code generator does not emit';
+export const NEEDS_GENERATOR_GUEST_CODE =
+  'needs generator guest code (GuestCode), which only a backend with setGuestCode runs; it is not expressible as a GuestProgram';
+
+/**
+ * The host loader identity-maps GVA = GPA with 4-level paging: a GuestProgram can only touch GPAs
+ * below 2^47 (the canonical lower half).
+ */
+export const LOADER_MAX_GPA = 2 ** 47;
 
 export const BACKENDS: Backend[] = await backends();
 
@@ -107,11 +121,30 @@ export function region(r: Partial<KvmUserspaceMemoryRegion2> & { slot: number; g
   return { flags: 0, userspace_addr: 0, guest_memfd_offset: 0, guest_memfd: 0, ...r };
 }
 
+/** Loader slots of Session.program() on a backend without setGuestCode: per VM, 1 MiB each from 3 GiB. */
+const LOADER_SLOT_BASE = 32000;
+const LOADER_GPA_BASE = 0xc000_0000;
+const LOADER_SLOT_BYTES = 1 << 20;
+
+/** A GuestProgram loaded into a vCPU by the host loader; `vm` becomes null when the case closes the VM fd. */
+interface LoadedProgram {
+  vm: number | null;
+  readonly loaded: LoadedGuest;
+}
+
 export class Session {
   readonly k: TestKernel;
   private readonly fds = new Set<number>();
   private readonly maps: Array<{ addr: number; len: number }> = [];
   private kvm_fd = -1;
+  /** vCPU fd → the VM fd it was created on. */
+  private readonly vcpuVm = new Map<number, number>();
+  /** vCPU fd → its loaded program (loader path only; reloaded for the next program). */
+  private readonly programs = new Map<number, LoadedProgram>();
+  /** Loaded programs of vCPUs the case closed: their slots and memory are released at the end. */
+  private readonly retired: LoadedProgram[] = [];
+  /** VM fd → how many loader slots it has used. */
+  private readonly loaderSlots = new Map<number, number>();
 
   constructor(readonly backend: Backend) {
     this.k = backend.make({ uapi: 'v6.18' });
@@ -132,13 +165,27 @@ export class Session {
 
   close(fd: number): void {
     this.k.close(fd);
-    this.fds.delete(fd);
-    if (fd === this.kvm_fd) this.kvm_fd = -1;
+    this.forget(fd);
   }
 
   /** Forget an fd without closing it (it was closed by other means). */
   disown(fd: number): void {
+    this.forget(fd);
+  }
+
+  /** The fd number is free again: drop what the session knew about the file behind it. */
+  private forget(fd: number): void {
     this.fds.delete(fd);
+    if (fd === this.kvm_fd) this.kvm_fd = -1;
+    this.vcpuVm.delete(fd);
+    const p = this.programs.get(fd);
+    if (p !== undefined) {
+      this.programs.delete(fd);
+      this.retired.push(p);
+    }
+    if (this.loaderSlots.delete(fd)) {
+      for (const q of [...this.programs.values(), ...this.retired]) if (q.vm === fd) q.vm = null;
+    }
   }
 
   /** The session's /dev/kvm fd. */
@@ -161,7 +208,9 @@ export class Session {
   }
 
   vcpu(vm: number, id = 0): number {
-    return this.own(this.k.ioctl(vm, KVM_CREATE_VCPU, id));
+    const fd = this.own(this.k.ioctl(vm, KVM_CREATE_VCPU, id));
+    this.vcpuVm.set(fd, vm);
+    return fd;
   }
 
   gmem(vm: number, size: U64, flags: U64 = 0): number {
@@ -223,9 +272,14 @@ export class Session {
     return v;
   }
 
-  needGuestCode(): (vcpuFd: number, code: GuestCode) => void {
+  /**
+   * Generator guest code (GuestCode) needs a backend with setGuestCode (the model). A case whose
+   * guest code is not expressible as a GuestProgram says why in `why`, the reason it is skipped
+   * on a backend without setGuestCode; everything expressible runs through program() instead.
+   */
+  needGuestCode(why: string = NEEDS_GENERATOR_GUEST_CODE): (vcpuFd: number, code: GuestCode) => void {
     const set = this.k.setGuestCode;
-    if (typeof set !== 'function') throw new Skip(GUEST_CODE_PENDING);
+    if (typeof set !== 'function') throw new Skip(why);
     return set.bind(this.k);
   }
 
@@ -238,8 +292,43 @@ export class Session {
 
   // ---- vCPU --------------------------------------------------------------------------------------
 
-  guest(vcpu: number, code: GuestCode): void {
-    this.needGuestCode()(vcpu, code);
+  /** Model-only generator guest code; `why`: the skip reason elsewhere (see needGuestCode). */
+  guest(vcpu: number, code: GuestCode, why?: string): void {
+    this.needGuestCode(why)(vcpu, code);
+  }
+
+  /**
+   * Runs `program` on the vCPU from its next KVM_RUN, on either backend: with setGuestCode (the
+   * model) as generator code (guestProgramCode); otherwise as real x86-64 code through the host
+   * loader, loaded once per vCPU (x86 refuses a second KVM_SET_CPUID2 after KVM_RUN) into a loader
+   * slot of its own (slot 32000 + n at GPA 3 GiB + n MiB, n counting per VM) and reloaded for the
+   * next program, which restarts the vCPU at its first instruction. The loader slots are deleted
+   * and their memory unmapped at the end of the case.
+   */
+  program(vcpu: number, program: GuestProgram): void {
+    const set = this.k.setGuestCode;
+    if (typeof set === 'function') {
+      set.call(this.k, vcpu, guestProgramCode(program));
+      return;
+    }
+    for (const op of program) {
+      const end = op.op === 'fill' || op.op === 'check' ? op.gpa + op.len : op.op === 'read' ? op.gpa + 1 : 0;
+      if (end > LOADER_MAX_GPA) {
+        throw new Skip(`needs a guest access at gpa 0x${(end - 1).toString(16)}: the host loader identity-maps only GPAs below 2^47 (4-level paging)`);
+      }
+    }
+    const p = this.programs.get(vcpu);
+    if (p !== undefined) {
+      p.loaded.reload(program);
+      return;
+    }
+    const vm = this.vcpuVm.get(vcpu);
+    if (vm === undefined) throw new Error(`program(): fd ${vcpu} is not a vCPU this session created`);
+    const n = this.loaderSlots.get(vm) ?? 0;
+    const loaded = loadGuestProgram(this.k, vm, vcpu, program,
+      { slot: LOADER_SLOT_BASE + n, gpa: LOADER_GPA_BASE + n * LOADER_SLOT_BYTES, size_bytes: LOADER_SLOT_BYTES });
+    this.loaderSlots.set(vm, n + 1);
+    this.programs.set(vcpu, { vm, loaded });
   }
 
   /** KVM_RUN; returns the live kvm_run. A failing KVM_RUN throws SyscallError. */
@@ -278,6 +367,27 @@ export class Session {
 
   dispose(quiet: boolean): void {
     const errors: unknown[] = [];
+    // Loader slots first, while their VM fds are open: delete the slot and unmap its memory; where
+    // the case closed the VM, the slot went (or goes) with it and only the memory is left.
+    for (const p of [...this.programs.values(), ...this.retired]) {
+      try {
+        if (p.vm !== null) p.loaded.unload();
+        else this.k.munmap(p.loaded.hva, p.loaded.size_bytes);
+      } catch (e) {
+        errors.push(e);
+        if (p.vm !== null) {
+          try {
+            this.k.munmap(p.loaded.hva, p.loaded.size_bytes); // the slot deletion failed: the memory still goes
+          } catch {
+            // already unmapped by unload()
+          }
+        }
+      }
+    }
+    this.programs.clear();
+    this.retired.length = 0;
+    this.loaderSlots.clear();
+    this.vcpuVm.clear();
     for (const m of this.maps.splice(0).reverse()) {
       try {
         this.k.munmap(m.addr, m.len);

@@ -88,6 +88,12 @@ forBackends('KVM_SET_MEMORY_ATTRIBUTES2: bad input in the kernel\'s order (§1.1
       ['step 7: offset + size = i_size + 4096', attrs2(0, I_SIZE + PAGE)],
       ['step 7: offset 2^63 (a negative loff_t)', attrs2(S64_MIN, PAGE)],
       ['step 7: offset 2^64-8192, size 4096 (no wrap, far past i_size)', attrs2(NEAR - 4096n, PAGE)],
+      ['step 7: offset 2^53 (a number), size 4096', attrs2(2 ** 53, PAGE)],
+      // A negative number is its two's complement, as a C cast makes it.
+      ['step 2: flags -1 (2^64-1)', attrs2(0, PAGE, PRIVATE, -1)],
+      ['step 4: attributes -8', attrs2(0, PAGE, -8)],
+      ['step 5: offset -4096 (2^64-4096) + size 4096 wraps', attrs2(-4096, PAGE)],
+      ['step 5: size -4096 (2^64-4096) from offset 4096 wraps', attrs2(PAGE, -4096)],
     ];
     for (const [what, a] of bad) {
       s.failsCleanly('EINVAL', () => call(a), what);

@@ -10,17 +10,17 @@ import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_VM_TYPES,
-  KVM_CHECK_EXTENSION, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VM, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_MEM_GUEST_MEMFD,
+  KVM_CHECK_EXTENSION, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VM, KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_MEM_GUEST_MEMFD,
 } from '../../src/uapi/kvm.js';
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MADV_COLLAPSE, MADV_DONTNEED, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED,
   MAP_PRIVATE, MAP_SHARED, O_RDWR, PROT_NONE, PROT_READ, PROT_WRITE,
 } from '../../src/uapi/linux.js';
-import type { GuestApi } from '../../src/kvm/guest.js';
+import { GUEST_UCALL_CHECK_FAILED } from '../../src/host/guest-program.js';
 import type { Backend } from '../lib/harness.js';
 import { expectErrno } from '../lib/harness.js';
 import {
-  assertFilled, expectSignalIn, filled, forBackends, kcase, PAGE, type Session, SZ_2M, SZ_4G, UCALL_ABORT, UCALL_DONE,
+  assertFilled, expectSignalIn, filled, forBackends, kcase, PAGE, type Session, SZ_2M, SZ_4G, UCALL_DONE,
   VM_TYPE_NAMES,
 } from './common.js';
 import { deviates, HOST_PVM_GMEM_NULL_UADDR_MMIO } from './deviations.js';
@@ -130,23 +130,25 @@ forBackends('guest_memfd_test.c (§4.1)', (b) => {
     let mem = s.mmap(size, RW, MAP_SHARED, fd);
     s.k.store(mem, filled(size, 0xaa));
     s.munmap(mem, size);
-    s.guest(vcpu, function* (g: GuestApi) {
-      const got = (yield g.read(SZ_4G, size)) as Uint8Array;
-      const bad = got.findIndex((v) => v !== 0xaa);
-      if (bad >= 0) yield g.ucall(UCALL_ABORT, bad, got[bad] as number);
-      yield g.write(SZ_4G, filled(size, 0xff));
-      yield g.ucall(UCALL_DONE);
-    });
+    // The selftest's guest_code: GUEST_ASSERT every byte is 0xaa, write 0xff, GUEST_DONE.
+    s.program(vcpu, [
+      { op: 'check', gpa: SZ_4G, len: size, byte: 0xaa },
+      { op: 'fill', gpa: SZ_4G, len: size, byte: 0xff },
+      { op: 'ucall', args: [UCALL_DONE] },
+    ]);
     if (deviates(b, HOST_PVM_GMEM_NULL_UADDR_MMIO)) {
       t.diagnostic(`deviation ${HOST_PVM_GMEM_NULL_UADDR_MMIO.name}: ${HOST_PVM_GMEM_NULL_UADDR_MMIO.observed}`);
       const run = s.run(vcpu);
-      assert.equal(run.exit_reason, KVM_EXIT_MMIO);
-      assert.equal(run.mmio.phys_addr, SZ_4G);
+      assert.equal(run.exit_reason, KVM_EXIT_MMIO, `${HOST_PVM_GMEM_NULL_UADDR_MMIO.name}: KVM_EXIT_MMIO`);
+      assert.equal(run.mmio.phys_addr, SZ_4G, `${HOST_PVM_GMEM_NULL_UADDR_MMIO.name}: at the slot's gpa`);
+      assert.equal(run.mmio.is_write, 0, `${HOST_PVM_GMEM_NULL_UADDR_MMIO.name}: the guest's first access, a read`);
+      assert.equal(run.mmio.len, 1, `${HOST_PVM_GMEM_NULL_UADDR_MMIO.name}: of one byte`);
       return;
     }
     const run = s.run(vcpu);
     assert.equal(run.exit_reason, KVM_EXIT_IO);
-    assert.deepEqual(run.ucall, [UCALL_DONE], `guest: ${JSON.stringify(run.ucall)}`);
+    assert.deepEqual(run.ucall, [UCALL_DONE], `guest: ${JSON.stringify(run.ucall)} (GUEST_UCALL_CHECK_FAILED = 0x${GUEST_UCALL_CHECK_FAILED.toString(16)}: gpa, got, expected)`);
+    assert.equal(s.run(vcpu).exit_reason, KVM_EXIT_HLT, 'the guest halts after UCALL_DONE');
     mem = s.mmap(size, RW, MAP_SHARED, fd);
     assertFilled(s.k.load(mem, size), 0xff, 'the host view after the guest wrote');
   });

@@ -9,11 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import {
-  KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_PRE_FAULT_MEMORY, KVM_EXIT_IO, KVM_EXIT_MEMORY_FAULT, KVM_MEM_GUEST_MEMFD,
+  KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_PRE_FAULT_MEMORY, KVM_EXIT_HLT, KVM_EXIT_MEMORY_FAULT, KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_PRE_FAULT_MEMORY, KVM_SET_USER_MEMORY_REGION2,
   KVM_X86_SW_PROTECTED_VM,
 } from '../../src/uapi/kvm.js';
-import type { GuestApi } from '../../src/kvm/guest.js';
+import { GUEST_UCALL_READ, runGuest } from '../../src/host/guest-program.js';
 import type { KvmPreFaultMemory } from '../../src/uapi/syscalls.js';
 import { forBackends, kcase, PAGE, region, type Session, SZ_2M, UCALL_DONE, VM_TYPE_NAMES } from './common.js';
 
@@ -99,13 +99,13 @@ forBackends('pre_fault_memory_test.c (§4.5)', (b) => {
       preFault(s, vcpu, gpa, 0, TEST_SIZE, 0);
       preFault(s, vcpu, gpa, TEST_SIZE - PAGE, 2 * PAGE, PAGE);
       preFault(s, vcpu, gpa, TEST_SIZE, PAGE, PAGE);
-      s.guest(vcpu, function* (g: GuestApi) {
-        for (let i = 0; i < TEST_NPAGES; i++) yield g.read(gpa + i * PAGE, 8);
-        yield g.ucall(UCALL_DONE);
-      });
-      const run = s.run(vcpu);
-      assert.equal(run.exit_reason, KVM_EXIT_IO);
-      assert.deepEqual(run.ucall, [UCALL_DONE]);
+      // The selftest's guest_code: READ_ONCE every page, GUEST_DONE. Each `read` reports with a ucall.
+      const pages = Array.from({ length: TEST_NPAGES }, (_, i) => gpa + i * PAGE);
+      s.program(vcpu, [...pages.map((p) => ({ op: 'read', gpa: p }) as const), { op: 'ucall', args: [UCALL_DONE] }]);
+      const r = runGuest(s.k, vcpu, TEST_NPAGES + 2);
+      assert.deepEqual(r.ucalls.map((u) => u.slice(0, 2)), [...pages.map((p) => [GUEST_UCALL_READ, p]), [UCALL_DONE]],
+        'the guest read every page, then GUEST_DONE');
+      assert.equal(r.exit_reason, KVM_EXIT_HLT);
     });
 
     // Without a memslot a shared gfn is emulated MMIO (ENOENT); a private one is a memory fault (EFAULT, 2I.3, 2J.4).

@@ -14,7 +14,10 @@ import {
   KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SW_PROTECTED_VM,
 } from '../../src/uapi/kvm.js';
 import type { GuestApi, GuestGenerator } from '../../src/kvm/guest.js';
-import { filled, firstMismatch, forBackends, kcase, PAGE, type Session, SZ_2M, SZ_4G, UCALL_ABORT, UCALL_DONE, UCALL_SYNC } from './common.js';
+import {
+  filled, firstMismatch, forBackends, kcase, NEEDS_HYPERCALL_OP, PAGE, type Session, SZ_2M, SZ_4G, UCALL_ABORT, UCALL_DONE,
+  UCALL_SYNC,
+} from './common.js';
 
 const BASE_DATA_SLOT = 10;
 const BASE_DATA_GPA = SZ_4G;
@@ -148,7 +151,7 @@ interface Counts {
 function testMemConversions(s: Session, phases: readonly Phase[]): Counts {
   s.needVmType(KVM_X86_SW_PROTECTED_VM);
   s.needCap(KVM_CAP_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE);
-  s.needGuestCode();
+  s.needGuestCode(NEEDS_HYPERCALL_OP); // the guest converts with KVM_HC_MAP_GPA_RANGE
   const memfdSize = PER_CPU_SIZE;
   const vm = s.vm(KVM_X86_SW_PROTECTED_VM);
   const vcpu = s.vcpu(vm);
@@ -231,7 +234,7 @@ forBackends('private_mem_conversions_test.c (§4.2)', (b) => {
       const nopages = (yield g.hypercall(KVM_HC_MAP_GPA_RANGE, BASE_DATA_GPA, 0, 0, 0)) as number;
       const good = (yield g.hypercall(KVM_HC_MAP_GPA_RANGE, BASE_DATA_GPA, 1, 0, 0)) as number;
       yield g.ucall(UCALL_DONE, unaligned, nopages, good);
-    });
+    }, NEEDS_HYPERCALL_OP);
     let run = s.run(vcpu);
     assert.equal(run.exit_reason, KVM_EXIT_IO);
     assert.deepEqual(run.ucall, [UCALL_SYNC, -KVM_ENOSYS]);
