@@ -123,7 +123,9 @@ async function main(): Promise<void> {
   const { conversionBench } = await import('./conversion.js');
   const { diffBench } = await import('./diff.js');
   const { hostBench } = await import('./host.js');
-  const figures: Figure[] = [...modelKernelBench(), ...conversionBench(), ...diffBench(), ...(await hostBench())];
+  const { simBench } = await import('./sim.js');
+  const figures: Figure[] = [...modelKernelBench(), ...conversionBench(), ...diffBench(), ...(await hostBench()),
+    ...(await simBench())];
   if (json) {
     process.stdout.write(`${JSON.stringify(figures.map(({ name, value, unit }) => ({ name, value, unit })))}\n`);
     return;
