@@ -2,7 +2,7 @@
 import { performance } from 'node:perf_hooks';
 import { modelForDiff, runDiff } from '../src/diff/diff.js';
 import { hostKernelUnavailableReason, openHostKernel } from '../src/host/host-kernel.js';
-import type { Figure } from './bench.js';
+import type { Figure } from './lib.js';
 
 export function diffBench(): Figure[] {
   const host = openHostKernel();

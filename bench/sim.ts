@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { runPolicy } from '../src/sim/run.js';
 import { parseScenario } from '../src/sim/scenario.js';
 import { readBuiltin } from '../src/sim/builtin.js';
-import type { Figure } from './bench.js';
+import type { Figure } from './lib.js';
 
 interface ChildArgs {
   guest: string;

@@ -12,7 +12,8 @@ import type { PhysMem } from './memmap.js';
 export const LRU_BATCH_SIZE = 31;
 
 export class LruBatch {
-  private readonly heads: number[] = [];
+  private readonly heads = new Int32Array(LRU_BATCH_SIZE);
+  private count = 0;
   nr_drains = 0;
 
   constructor(private readonly phys: PhysMem) {}
@@ -20,31 +21,33 @@ export class LruBatch {
   /** folio_add_lru: take a reference and queue; drain when full. */
   add(head: Pfn): void {
     this.phys.get(head);
-    this.heads.push(head);
-    if (this.heads.length >= LRU_BATCH_SIZE) this.drainAll();
+    this.heads[this.count++] = head;
+    if (this.count === LRU_BATCH_SIZE) this.drainAll();
   }
 
   /** lru_add_drain_all: every queued folio reaches the LRU and the batch drops its reference. */
   drainAll(): void {
-    if (this.heads.length === 0) return;
+    const n = this.count;
+    if (n === 0) return;
     this.nr_drains++;
-    const heads = this.heads.splice(0, this.heads.length);
-    for (const head of heads) this.phys.put(head as Pfn);
+    this.count = 0;
+    // A put may free a folio (punched while queued); nothing re-enters add() from there.
+    for (let i = 0; i < n; i++) this.phys.put(this.heads[i] as Pfn);
   }
 
   /** References the batch holds on `head` (checker). */
   refsOn(head: number): number {
     let n = 0;
-    for (const h of this.heads) if (h === head) n++;
+    for (let i = 0; i < this.count; i++) if (this.heads[i] === head) n++;
     return n;
   }
 
   get size(): number {
-    return this.heads.length;
+    return this.count;
   }
 
   /** The queued heads, in order (digest). */
   get queued(): readonly number[] {
-    return this.heads;
+    return Array.from(this.heads.subarray(0, this.count));
   }
 }
