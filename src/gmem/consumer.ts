@@ -29,6 +29,8 @@ export interface GmemOwnerOps {
   /** The file pins the VM: kvm_get_kvm / kvm_put_kvm. */
   kvmGet(): void;
   kvmPut(): void;
+  /** What the VM's firmware does to page contents when pages change sides. */
+  contentEffect(to_private: boolean): 'preserve' | 'zero' | 'scramble';
   /** mmu_invalidate_begin under mmu_lock: faults in flight will retry. */
   invalidateBegin(): void;
   /** Zap the stage-2 mappings of [gfn_start, gfn_end) selected by `filter`; flush TLBs. */

@@ -130,9 +130,37 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
       if (f.split === true && inode.allPrivate(f.index, f.index + 2 ** f.order)) mergeBlock(inode, ctx, f.index);
     }
   }
+  applyContentEffect(inode, ctx, s, e, to_private);
   ctx.stats.pages_converted += changed;
   invalidateEnd(touched);
   return OK;
+}
+
+/**
+ * The arch hook's effect on contents (SNP re-keys the page, TDX clears it; SW_PROTECTED and pKVM
+ * preserve). Only pages someone wrote hold bytes, so the cost follows the written pages present.
+ */
+function applyContentEffect(inode: GmemInode, ctx: GmemContext, s: number, e: number, to_private: boolean): void {
+  const owner = inode.files[0]?.owner;
+  const effect = owner === undefined ? 'preserve' : owner.contentEffect(to_private);
+  if (effect === 'preserve' || inode.pages.nr_folios === 0) return;
+  const contents = ctx.phys.contents;
+  for (const f of inode.pages.folios(s, e)) {
+    const lo = Math.max(s, f.index);
+    const hi = Math.min(e, f.split === true ? f.index + 2 ** f.order : f.index + 2 ** f.order);
+    const first = (f.head + (lo - f.index)) as Pfn;
+    if (effect === 'zero') {
+      contents.zero(first, hi - lo);
+      continue;
+    }
+    for (let i = 0; i < hi - lo; i++) {
+      const page = contents.peek((first + i) as Pfn);
+      if (page === null) continue;
+      // Ciphertext under the other key: a deterministic stream per frame (the model has no AES).
+      const key = ((first + i) * 2654435761) >>> 0;
+      for (let b = 0; b < page.length; b++) page[b] = (page[b] as number) ^ ((key >>> ((b & 3) * 8)) & 0xff) ^ 0x5a;
+    }
+  }
 }
 
 /**

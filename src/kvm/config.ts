@@ -11,9 +11,13 @@ export interface KernelConfig {
   readonly arch: Arch;
 }
 
-/** KVM_X86_DEFAULT_VM and KVM_X86_SW_PROTECTED_VM: the types this model creates on x86. */
+/**
+ * The VM types this model creates: DEFAULT and SW_PROTECTED on x86; the in-place designs add SNP (4)
+ * and TDX (5) (src/kvm/arch.ts). 'v6.18' models what the host runs and refuses the CoCo types.
+ */
 export function supportedVmTypes(cfg: KernelConfig): number[] {
-  return cfg.arch === 'x86_64' ? [0, 1] : [0];
+  if (cfg.arch !== 'x86_64') return [0];
+  return cfg.uapi === 'v6.18' ? [0, 1] : [0, 1, 4, 5];
 }
 
 /** In-place designs keep private/shared in guest_memfd; 6.18 keeps it in the VM's attributes. */

@@ -29,6 +29,9 @@ export interface MmuVm {
   memIsPrivate(gfn: number): boolean;
   /** Largest level allowed by the slot's alignment and mixed attributes (lpage_info). */
   maxLevelFor(slot: Memslot, gfn: number): Level;
+  /** The arch limit (SNP RMP, TDX S-EPT: private ≤ 2M; TDX no promotion). */
+  archMaxLevel(gfn: number, is_private: boolean): Level;
+  notePrivateMapping(gfn: number, level: Level): void;
   nr_faults: number;
 }
 
@@ -58,8 +61,9 @@ function faultinGmem(vm: MmuVm, slot: Memslot, gfn: number, is_private: boolean,
   if (!slot.has_gmem) return { kind: 'memory_fault', errno: EFAULT, flags: fault_flags };
   const r = gmemGetPfn(vm.phys, slot, gfn);
   if (typeof r === 'number') return { kind: 'memory_fault', errno: r, flags: fault_flags };
-  const level = Math.min(orderToLevel(r.max_order), vm.maxLevelFor(slot, gfn)) as Level;
+  const level = Math.min(orderToLevel(r.max_order), vm.maxLevelFor(slot, gfn), vm.archMaxLevel(gfn, is_private)) as Level;
   mapLeaf(vm, gfn, r.pfn, level, (is_private ? SPTE_PRIVATE : 0) | SPTE_GMEM);
+  if (is_private) vm.notePrivateMapping(gfn, level);
   return { kind: 'mapped', pfn: r.pfn };
 }
 

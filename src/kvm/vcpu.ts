@@ -188,9 +188,14 @@ export class Vcpu {
     return false;
   }
 
-  /** SW_PROTECTED: the access follows the attribute; DEFAULT: always shared. */
-  private accessIsPrivate(gfn: number, _wanted: boolean | undefined): boolean {
-    return this.vm.has_private_mem && this.vm.memIsPrivate(gfn);
+  /**
+   * SNP/TDX: the guest chooses (C-bit / shared bit; private unless it says shared); SW_PROTECTED:
+   * the access follows the attribute; DEFAULT: always shared.
+   */
+  private accessIsPrivate(gfn: number, wanted: boolean | undefined): boolean {
+    const vm = this.vm;
+    if (vm.arch.guest_chooses) return wanted ?? true;
+    return vm.has_private_mem && vm.memIsPrivate(gfn);
   }
 
   private hypercall(nr: number, args: readonly number[]): boolean {

@@ -15,13 +15,14 @@ import type { Mm } from '../mm/mm.js';
 import type { PhysMem } from '../mm/memmap.js';
 import { EINVAL } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
-import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_X86_SW_PROTECTED_VM } from '../uapi/kvm.js';
+import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/kvm.js';
 import type { KvmEnableCap, KvmMemoryAttributes, KvmUserspaceMemoryRegion2 } from '../uapi/syscalls.js';
 import { KVM_EXIT_HYPERCALL_VALID_MASK, vmSupportedAttributes } from './caps.js';
 import { type KernelConfig } from './config.js';
 import { checkRegion, KVM_MMU_MAX_GFN, type Memslot, type MemslotLookup } from './memslot.js';
 import type { MmuVm } from './mmu.js';
 import { Stage2 } from './stage2.js';
+import { type ContentEffect, vmArch, type VmArch } from './arch.js';
 
 /** gfns are below 2^52 (64-bit gpa); the attribute map covers them all. */
 const GFN_LIMIT = 2 ** 52;
@@ -30,6 +31,10 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
   readonly vm_id: number;
   readonly type: number;
   readonly has_private_mem: boolean;
+  /** What the VM type changes: who chooses private, mapping limits, contents on conversion. */
+  readonly arch: VmArch;
+  /** TDX: 2M ranges (gfn / 512) mapped private at 4K, never promoted again. */
+  readonly demoted_2m = new Set<number>();
   readonly readonly_mem = true;
   /** users_count: the VM fd, vCPU fds, guest_memfd files. */
   private users = 1;
@@ -58,7 +63,8 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
   ) {
     this.vm_id = vm_id;
     this.type = type;
-    this.has_private_mem = type === KVM_X86_SW_PROTECTED_VM;
+    this.arch = vmArch(type);
+    this.has_private_mem = this.arch.has_private_mem;
     mm.addMmuNotifier(this.mmuNotifierInvalidate);
   }
 
@@ -87,6 +93,23 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
   }
 
   // ---- GmemOwnerOps ----------------------------------------------------------------------------
+
+  /** The firmware's effect on page contents when pages change sides (GmemOwnerOps). */
+  contentEffect(to_private: boolean): ContentEffect {
+    return to_private ? this.arch.to_private : this.arch.to_shared;
+  }
+
+  /** The arch limit on a new mapping at `gfn` (RMP / S-EPT levels, TDX no-promotion). */
+  archMaxLevel(gfn: number, is_private: boolean): Level {
+    if (!is_private) return PG_LEVEL_1G;
+    if (this.arch.no_promotion && this.demoted_2m.has(Math.floor(gfn / 512))) return PG_LEVEL_4K;
+    return this.arch.max_private_level;
+  }
+
+  /** A private leaf was installed at `level`: TDX remembers a 4K one (GUEST_INHIBIT). */
+  notePrivateMapping(gfn: number, level: Level): void {
+    if (this.arch.no_promotion && level === PG_LEVEL_4K) this.demoted_2m.add(Math.floor(gfn / 512));
+  }
 
   invalidateBegin(): void {
     this.mmu_invalidate_in_progress++;
