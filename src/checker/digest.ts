@@ -52,6 +52,11 @@ export function digestModel(k: { state: ModelState }): string {
     for (const l of vm.stage2.leaves()) put('spte', l.gfn, l.pfn, l.level, l.flags);
   }
   put('lru', ...(s.lru?.queued ?? []));
+  for (const [id, d] of s.iommus) {
+    put('iommu', id, d.mode, d.dma_faults, d.window_pages, ...[...d.pins].flat());
+    for (const a of d.areas) put('area', a.file.inode.ino, a.start, a.end, a.iova_pfn, a.revoked);
+    for (const l of d.iopt.leaves()) put('iopte', l.gfn, l.pfn, l.level);
+  }
   for (const [id, p] of s.transient_refs) put('transient', id, p);
   for (const [key, vcpu] of s.vcpus) put('vcpu', key, vcpu.halted, vcpu.nr_runs, JSON.stringify(vcpu.run, bigintSafe));
   return h.digest('hex');

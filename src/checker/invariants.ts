@@ -20,6 +20,7 @@ import type { ModelState } from '../kernel/model-kernel.js';
 import { VcpuFile, VmFile } from '../kvm/files.js';
 import { SPTE_GMEM, SPTE_PRIVATE } from '../kvm/stage2.js';
 import { PG_uptodate } from '../mm/memmap.js';
+import type { IommuDomain } from '../iommu/domain.js';
 
 interface Owned {
   inode: GmemInode | null;
@@ -124,6 +125,12 @@ export function checkInvariants(k: { state: ModelState }): void {
     }
   }
 
+  // IOMMU domains: their pins count, and every IOPTE maps what the file maps there, shared only.
+  for (const d of s.iommus.values()) {
+    for (const [p, n] of d.pins) pincount.set(p, (pincount.get(p) ?? 0) + n);
+    checkIommu(d, ownerOf);
+  }
+
   // Transient references held for tests/simulation, by folio.
   const transient = new Map<number, number>();
   for (const p of s.transient_refs.values()) transient.set(p, (transient.get(p) ?? 0) + 1);
@@ -185,6 +192,7 @@ export function checkInvariants(k: { state: ModelState }): void {
     if (f instanceof GmemFile) gmemFileRefs.set(f, (gmemFileRefs.get(f) ?? 0) + 1);
   }
   for (const v of s.mm.vmaList) if (v.ops instanceof GmemFile) gmemFileRefs.set(v.ops, (gmemFileRefs.get(v.ops) ?? 0) + 1);
+  for (const d of s.iommus.values()) for (const a of d.areas) gmemFileRefs.set(a.file, (gmemFileRefs.get(a.file) ?? 0) + 1);
 
   for (const vm of s.vms) {
     assert(vm.mmu_invalidate_in_progress === 0, () => `VM ${vm.vm_id}: invalidation in progress at rest`);
@@ -213,6 +221,30 @@ export function checkInvariants(k: { state: ModelState }): void {
       }
       assert(f.refs === (gmemFileRefs.get(f) ?? 0), () => `guest_memfd file of inode ${inode.ino}: f_count ${f.refs}, fds + VMAs hold ${gmemFileRefs.get(f) ?? 0}`);
     }
+  }
+}
+
+function checkIommu(d: IommuDomain, ownerOf: (p: number) => Owned | undefined): void {
+  for (const leaf of d.iopt.leaves()) {
+    const nr = leaf.level === 1 ? 1 : leaf.level === 2 ? 512 : 262144;
+    const area = d.areas.find((a) => leaf.gfn >= a.iova_pfn && leaf.gfn + nr <= a.iova_pfn + (a.end - a.start));
+    assert(area !== undefined && !area.revoked, () => `IOMMU ${d.id}: IOPTE at IOVA page ${leaf.gfn} outside any live area`);
+    const inode = area.file.inode;
+    const index = area.start + (leaf.gfn - area.iova_pfn);
+    if (d.mode === 'pin') {
+      // VFIO-style: the device keeps its pinned page even if the file moved on (stale, never freed).
+      assert((d.pins.get(leaf.pfn) ?? 0) > 0, () => `IOMMU ${d.id}: IOPTE at ${leaf.gfn} maps pfn ${leaf.pfn} it does not pin`);
+      const o = ownerOf(leaf.pfn);
+      if (o?.inode === inode) assert(inode.isShared(o.index), () => `IOMMU ${d.id}: pinned page ${o.index} became private`);
+      continue;
+    }
+    assert(inode.pages.pfnAt(index) === leaf.pfn, () => `IOMMU ${d.id}: IOPTE at ${leaf.gfn} maps pfn ${leaf.pfn}, the file has ${inode.pages.pfnAt(index)}`);
+    const sh = inode.shareability;
+    const shared = sh === null ? inode.init_shared : sh.allEqual(index, index + nr, SHARED);
+    assert(shared, () => `IOMMU ${d.id}: IOPTE at ${leaf.gfn} (level ${leaf.level}) reaches a private page`);
+    const f = inode.pages.lookup(index);
+    assert(f !== null && (leaf.level === 1 || (f.split !== true && f.order >= (leaf.level === 2 ? 9 : 18))),
+      () => `IOMMU ${d.id}: level-${leaf.level} IOPTE over a smaller folio`);
   }
 }
 

@@ -4,6 +4,7 @@
  * guest_memfd's functions. One ops table per consumer, as in virt/kvm/guest_memfd.c.
  */
 import type { GmemFile } from './file.js';
+import type { GmemInode } from './inode.js';
 
 /** Which stage-2 mappings an invalidation zaps (KVM_FILTER_SHARED / KVM_FILTER_PRIVATE). */
 export type InvalidateFilter = 'shared' | 'private' | 'both';
@@ -37,4 +38,16 @@ export interface GmemOwnerOps {
   zapGfnRange(gfn_start: number, gfn_end: number, filter: InvalidateFilter): void;
   /** mmu_invalidate_end: bump the sequence. */
   invalidateEnd(): void;
+}
+
+/**
+ * A non-KVM importer of a guest_memfd (an IOMMU domain mapping the file, as iommufd's
+ * IOMMU_IOAS_MAP_FILE would): told before pages leave the shared side or the file, and after new
+ * shared pages appear. It maps shared pages only (a shared-only consumer).
+ */
+export interface GmemImporter {
+  /** Pages [start, end) of `inode` are about to become private, be truncated, or be restructured. */
+  invalidate(inode: GmemInode, start: number, end: number, reason: 'to-private' | 'truncate' | 'restructure'): void;
+  /** Pages [start, end) are shared (again) or were restructured: map what is now allowed. */
+  refresh(inode: GmemInode, start: number, end: number, reason: 'to-shared' | 'truncate' | 'restructure'): void;
 }

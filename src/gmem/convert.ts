@@ -100,6 +100,8 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   const touched = invalidateBegin(inode, lo, hi, filterOf(inode, s, e));
   ctx.stats.invalidations += touched.length;
   // Only a rollback needs the old values; everyone needs how many pages change.
+  // Device mappings leave before pages become private (TDX: remove before →private).
+  if (to_private) inode.notifyImporters(s, e, 'invalidate', 'to-private');
   const old = ctx.policy.atomicity === 'rollback' && to_split.length > 0 ? [...sh.runs(s, e)] : null;
   const changed = sh.countNotEqual(s, e, target);
   sh.set(s, e, target);
@@ -133,6 +135,8 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   applyContentEffect(inode, ctx, s, e, to_private);
   ctx.stats.pages_converted += changed;
   invalidateEnd(touched);
+  // …and come back only after pages became shared (add after →shared).
+  if (!to_private) inode.notifyImporters(s, e, 'refresh', 'to-shared');
   return OK;
 }
 

@@ -219,9 +219,11 @@ export class GmemFile extends KFile implements VmOps {
  */
 export function truncateRange(inode: GmemInode, ctx: GmemContext, start: number, end: number): void {
   const phys = ctx.phys;
+  inode.notifyImporters(start, end, 'invalidate', 'truncate');
   for (const vma of inode.i_mmap) ctx.mm.zapVmaIndices(vma, start, end);
   inode.pages.removeRange(start, end, (head, _index, order) => {
     if (order > 0) inode.i_blocks -= 2 ** order * 8;
     phys.dropFromCache(head, 2 ** order);
   });
+  inode.notifyImporters(start, end, 'refresh', 'truncate');
 }

@@ -13,6 +13,7 @@ import type { Subpool } from '../mm/hugetlb.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/kvm.js';
 import type { Policy } from '../kvm/policy.js';
 import type { GmemFile } from './file.js';
+import type { GmemImporter } from './consumer.js';
 import { RwSem } from './rwsem.js';
 
 export type GmemUapi = 'v6.18' | 'in-place' | 'rfc-1g';
@@ -57,6 +58,8 @@ export class GmemInode implements AddressSpace {
   /** index → SHARED | PRIVATE; null in v6.18, where the file-wide init_shared decides. */
   readonly shareability: RangeMap<number> | null;
   readonly files: GmemFile[] = [];
+  /** IOMMU importers of this file (src/iommu): notified around conversion, truncation, restructure. */
+  readonly importers = new Set<GmemImporter>();
   /** Bumped by every successful fallocate (file_modified). */
   mtime_ticks = 0;
   /** i_blocks in 512-byte units; 6.18 never updates it for guest_memfd (HugeTLB files do). */
@@ -103,6 +106,14 @@ export class GmemInode implements AddressSpace {
   /** st_blksize: the huge page size for HugeTLB files. */
   get blksize(): number {
     return 4096 * this.folio_pages;
+  }
+
+  notifyImporters(start: number, end: number, phase: 'invalidate' | 'refresh',
+    reason: 'to-private' | 'to-shared' | 'truncate' | 'restructure'): void {
+    for (const imp of this.importers) {
+      if (phase === 'invalidate') imp.invalidate(this, start, end, reason === 'to-shared' ? 'restructure' : reason);
+      else imp.refresh(this, start, end, reason === 'to-private' ? 'restructure' : reason);
+    }
   }
 
   /** Is the `order` block containing `index` mixed (shared and private pages)? */

@@ -19,11 +19,14 @@ export function splitBlock(inode: GmemInode, ctx: GmemContext, index: number, in
   if (!(ctx.phys.hugetlb?.split(e.head) ?? false)) return false;
   inode.pages.setSplit(e.index, e.order, true);
   if (in_invalidation) return true;
-  // KVM may map the whole folio with one huge leaf: a leaf larger than the folio now is must go
-  // (the next fault maps at the order the split folio allows).
-  const touched = invalidateBegin(inode, e.index, e.index + 2 ** e.order, 'both');
+  // KVM (and an IOMMU importer) may map the whole folio with one huge leaf: a leaf larger than
+  // the folio now is must go (the next fault maps at the order the split folio allows).
+  const end = e.index + 2 ** e.order;
+  const touched = invalidateBegin(inode, e.index, end, 'both');
   ctx.stats.invalidations += touched.length;
+  inode.notifyImporters(e.index, end, 'invalidate', 'restructure');
   invalidateEnd(touched);
+  inode.notifyImporters(e.index, end, 'refresh', 'restructure');
   return true;
 }
 

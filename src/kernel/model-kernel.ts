@@ -13,11 +13,13 @@ import { GmemFile } from '../gmem/file.js';
 import { checkCreate } from '../gmem/create.js';
 import { type GmemContext, GmemStats } from '../gmem/context.js';
 import { gmemIoctl } from '../gmem/ioctl.js';
+import { splitBlock } from '../gmem/restructure.js';
 import { checkPolicy, type Policy } from '../kvm/policy.js';
 import type { HugeSize } from '../mm/hugetlb.js';
 import { LruBatch } from '../mm/lru.js';
 import type { Pfn } from '../lib/types.js';
 import type { ModelMetrics } from './metrics.js';
+import { type ImportMode, IommuDomain } from '../iommu/domain.js';
 import { GmemInode, type GmemUapi } from '../gmem/inode.js';
 import { gmemSupportedFlags } from '../kvm/caps.js';
 import { type Arch, type KernelConfig, supportedVmTypes } from '../kvm/config.js';
@@ -59,6 +61,7 @@ const LEGACY_MAP_MASK = 0x01 | 0x02 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2
 /** Read-only view of the model's insides, for the invariant checker, metrics and the simulator. */
 export interface ModelState {
   readonly cfg: KernelConfig;
+  readonly iommus: ReadonlyMap<number, IommuDomain>;
   readonly lru: LruBatch | null;
   readonly transient_refs: ReadonlyMap<number, Pfn>;
   readonly phys: PhysMem;
@@ -78,6 +81,9 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
   readonly stats = new GmemStats();
   /** The LRU add batch (null when the policy keeps guest_memfd folios off the LRU). */
   readonly lru: LruBatch | null;
+  /** IOMMU domains importing guest_memfd files (model API, see iommuCreateDomain). */
+  readonly iommus = new Map<number, IommuDomain>();
+  private next_iommu = 1;
   /** Transient references held through holdTransientRef: handle → pfn. */
   readonly transient_refs = new Map<number, Pfn>();
   private next_transient = 1;
@@ -410,6 +416,17 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     return v;
   }
 
+  private iommuPages(): { '4k': number; '2m': number; '1g': number } {
+    const out = { '4k': 0, '2m': 0, '1g': 0 };
+    for (const d of this.iommus.values()) {
+      const m = d.iopt.mapped_pages;
+      out['4k'] += m['4k'];
+      out['2m'] += m['2m'];
+      out['1g'] += m['1g'];
+    }
+    return out;
+  }
+
   /** Bytes of JS heap the model's own structures hold (an estimate from their sizes). */
   private modelBytes(): number {
     let n = this.phys.memmap_bytes + this.phys.contents.heap_bytes + (this.phys.hugetlb?.heap_bytes ?? 0) + this.mm.heap_bytes;
@@ -443,6 +460,57 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     this.phys.put(p);
   }
 
+  // ---- IOMMU importers (model API; iommufd's IOAS_ALLOC / IOAS_MAP_FILE / IOAS_UNMAP in spirit) ----
+
+  /** A new IOMMU domain importing guest_memfd files with the given design ('pin', 'unmap-remap', 'refresh'). */
+  iommuCreateDomain(mode: ImportMode): number {
+    if (!['pin', 'unmap-remap', 'refresh'].includes(mode)) throw new SyscallError(EINVAL, 'iommuCreateDomain', `mode '${String(mode)}'`);
+    const id = this.next_iommu++;
+    this.iommus.set(id, new IommuDomain(id, mode, this.phys, (inode, index) => splitBlock(inode, this, index)));
+    return id;
+  }
+
+  private domain(id: number, name: string): IommuDomain {
+    const d = this.iommus.get(id);
+    if (d === undefined) throw new SyscallError(EINVAL, name, `no IOMMU domain ${id}`);
+    return d;
+  }
+
+  /** Map [offset, offset + size) of guest_memfd `fd` at `iova` (all 4K aligned; the pages must be shared). Returns the area index. */
+  iommuMapFile(domain: number, fd: number, offset: number, size: number, iova: number): number {
+    const name = 'iommuMapFile';
+    const d = this.domain(domain, name);
+    const f = this.fds.fget(fd, name);
+    if (!(f instanceof GmemFile)) throw new SyscallError(EINVAL, name, 'not a guest_memfd');
+    for (const v of [offset, size, iova]) {
+      if (!Number.isSafeInteger(v) || v < 0 || v % 4096 !== 0) throw new SyscallError(EINVAL, name, 'unaligned');
+    }
+    f.inode.invalidate_lock.downRead();
+    try {
+      d.mapFile(f, offset / 4096, (offset + size) / 4096, iova / 4096);
+    } finally {
+      f.inode.invalidate_lock.upRead();
+    }
+    return d.areas.length - 1;
+  }
+
+  iommuUnmapFile(domain: number, area: number): void {
+    this.domain(domain, 'iommuUnmapFile').unmapFile(area);
+  }
+
+  iommuDestroyDomain(domain: number): void {
+    this.domain(domain, 'iommuDestroyDomain').destroy();
+    this.iommus.delete(domain);
+  }
+
+  /** Device DMA through a domain: bytes read (or written from `data`) and the pages that faulted. */
+  dma(domain: number, iova: number, length: number, data?: Uint8Array): { bytes: Uint8Array; faulted_pages: number } {
+    if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(length) || iova < 0 || length < 0) {
+      throw new SyscallError(EINVAL, 'dma');
+    }
+    return this.domain(domain, 'dma').dma(iova, length, data);
+  }
+
   /** lru_add_drain_all, for tests and the simulator (the kernel drains on many paths). */
   lruAddDrainAll(): void {
     this.lru?.drainAll();
@@ -467,7 +535,7 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
     const st = this.stats;
     return {
       stage2_pages: stage2,
-      iommu_pages: { '4k': 0, '2m': 0, '1g': 0 },
+      iommu_pages: this.iommuPages(),
       huge_folios: h?.folioCounts() ?? { whole_2m: 0, split_2m: 0, whole_1g: 0, split_1g: 0 },
       order0_folios: this.phys.nr_buddy_used - this.phys.nr_reserved_frames,
       splits: h?.splits ?? 0,
@@ -485,7 +553,7 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
       guest_faults,
       host_faults: st.host_faults,
       sigbus: st.sigbus,
-      dma_faults: 0,
+      dma_faults: [...this.iommus.values()].reduce((n, d) => n + d.dma_faults, 0),
       model_bytes: this.modelBytes(),
     };
   }

@@ -1,7 +1,11 @@
 /**
- * The VMM: sets the VM up the way QEMU does for a confidential guest with guest_memfd, then runs
- * the vCPUs and answers their exits (ecosystem.md E.1):
- * - KVM_EXIT_HYPERCALL (KVM_HC_MAP_GPA_RANGE) and KVM_EXIT_MEMORY_FAULT → kvm_convert_memory():
+ * The VMM: sets the VM up the way QEMU does for a confidential guest with guest_memfd (the VM
+ * type the arch backend chose from KVM_CAP_VM_TYPES), then runs the vCPUs and answers their exits
+ * (ecosystem.md E.1):
+ * - KVM_EXIT_HYPERCALL (KVM_HC_MAP_GPA_RANGE: explicit requests) and KVM_EXIT_MEMORY_FAULT
+ *   (implicit ones: on SNP/TDX the guest accessed a page as the other kind; KVM_RUN fails with
+ *   EFAULT, the VMM converts the page and re-enters, and the access is retried) →
+ *   kvm_convert_memory():
  *   device mappings removed before →private and added after →shared, the conversion ioctl, a
  *   retry after EAGAIN once the known long-term references (IOMMU pins, host backends' pins) are
  *   dropped, and for v6.18 the discard of the side that is no longer used;
@@ -22,7 +26,6 @@ import {
   KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_ENABLE_CAP, KVM_EXIT_HLT, KVM_EXIT_HYPERCALL, KVM_EXIT_IO, KVM_EXIT_MEMORY_FAULT,
   KVM_EXIT_MMIO, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_PRE_FAULT_MEMORY, KVM_RUN, KVM_SET_MEMORY_ATTRIBUTES, KVM_SET_USER_MEMORY_REGION2,
-  KVM_X86_SW_PROTECTED_VM,
 } from '../uapi/kvm.js';
 import {
   FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDWR, PROT_READ,
@@ -31,6 +34,7 @@ import {
 import type { KvmPreFaultMemory } from '../uapi/syscalls.js';
 import { PkvmBackend } from './arch/pkvm.js';
 import type { ArchBackend } from './arch/types.js';
+import type { VmTypeChoice } from './arch/index.js';
 import { bytesTag, type ContentTags, tagBytes } from './contents.js';
 import { convertIoctl, type ConvertTarget } from './convert.js';
 import type { SimCounters } from './counters.js';
@@ -87,6 +91,8 @@ export class Vmm implements ConvertTarget {
     private readonly hooks: VmmHooks,
     /** The run's resolved policy (the VMM adapts to default_state as QEMU would). */
     private readonly policy: Policy,
+    /** The KVM VM type to create (the arch's own, or the SW_PROTECTED vehicle). */
+    readonly vmType: VmTypeChoice,
   ) {
     this.uapi = sc.uapi;
     this.guest_pages = sc.guest / PAGE;
@@ -115,7 +121,7 @@ export class Vmm implements ConvertTarget {
     const k = this.k;
     const sc = this.sc;
     this.kvmFd = k.open('/dev/kvm', O_RDWR);
-    this.vmFd = k.ioctl(this.kvmFd, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+    this.vmFd = k.ioctl(this.kvmFd, KVM_CREATE_VM, this.vmType.type);
     k.ioctl(this.vmFd, KVM_ENABLE_CAP, { cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
     const huge = sc.backing !== '4K';
     const page_order = sc.backing === '2M' ? 9 : sc.backing === '1G' ? 18 : 0;
@@ -211,7 +217,6 @@ export class Vmm implements ConvertTarget {
     if (this.uapi === 'v6.18') this.discardOtherSide(gpa, size, toPrivate);
     this.shared.set(g0, g1, !toPrivate);
     this.arch.converted(gpa, size, toPrivate);
-    this.applyContentEffect(g0, g1, toPrivate);
     if (toPrivate && this.iommu !== null && this.iommu.anyMapped(g0, g1)) c.iommu_private_exposure++;
     // Devices last on →shared: the IOPTE appears only once the page is shared.
     if (!toPrivate && this.iommu !== null && changed > 0) this.iommu.populate(g0, g1);
@@ -273,22 +278,6 @@ export class Vmm implements ConvertTarget {
   private discardOtherSide(gpa: number, size: number, toPrivate: boolean): void {
     if (toPrivate) this.k.madvise(this.hvaOf(gpa), size, MADV_DONTNEED);
     else this.k.fallocate(this.gmemFd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.gmemOffsetOf(gpa), size);
-  }
-
-  /**
-   * The firmware's effect on contents (in place only; v6.18 loses them for real): after
-   * →shared, what the guest wrote reads as zeros (TDX) or ciphertext (SNP). Applied to the
-   * tagged pages only, through the host mapping, as the host would then see them.
-   */
-  private applyContentEffect(g0: number, g1: number, toPrivate: boolean): void {
-    if (toPrivate || this.uapi === 'v6.18') return;
-    const effect = this.arch.contentToShared;
-    if (effect === 'preserve') return;
-    for (const g of this.tags.inRange(g0, g1)) {
-      const bytes = new Uint8Array(8);
-      if (effect === 'scramble') for (let i = 0; i < 8; i++) bytes[i] = this.rng.below(256);
-      this.k.store(this.hvaOf(g * PAGE), bytes);
-    }
   }
 
   // ---- accept sweep, punch, host user space, device ----------------------------------------------

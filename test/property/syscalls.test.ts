@@ -46,7 +46,7 @@ interface Op {
 }
 
 const opArb: fc.Arbitrary<Op> = fc.record({
-  kind: fc.nat(19),
+  kind: fc.nat(20),
   c: fc.array(fc.nat(1 << 20), { minLength: 8, maxLength: 8 }),
 });
 
@@ -249,6 +249,27 @@ function runOp(env: Env, op: Op): void {
       } else {
         k.ioctl(fd, K.KVM_SET_MEMORY_ATTRIBUTES2, { offset, size, attributes: pick([8, 0, 8, 0, 16], c[5] as number),
           flags: (c[6] as number) % 17 === 0 ? 1 : 0, reserved: (c[7] as number) % 19 === 0 ? [1] : undefined });
+      }
+      return;
+    }
+    case 19: {
+      // An IOMMU importer: create, map a file range, DMA, unmap, destroy.
+      const doms = [...k.state.iommus.keys()];
+      const which = (c[1] as number) % 5;
+      if (doms.length === 0 || which === 0) {
+        k.iommuCreateDomain(pick(['pin', 'unmap-remap', 'refresh'] as const, c[2] as number));
+      } else if (which === 1 || which === 2) {
+        k.iommuMapFile(pick(doms, c[2] as number), fdOfKind(k, 'gmem', c0), ((c[3] as number) % 16) * 4096,
+          (1 + ((c[4] as number) % 8)) * 4096, ((c[5] as number) % 8) * 2 ** 21);
+      } else if (which === 3) {
+        const d = pick(doms, c[2] as number);
+        k.dma(d, ((c[3] as number) % 8) * 2 ** 21 + ((c[4] as number) % 16) * 4096, 64,
+          (c[5] as number) % 2 === 0 ? new Uint8Array(64).fill(c0 & 0xff) : undefined);
+      } else {
+        const d = pick(doms, c[2] as number);
+        const areas = k.state.iommus.get(d)?.areas.length ?? 0;
+        if (areas > 0 && (c[3] as number) % 3 !== 0) k.iommuUnmapFile(d, (c[4] as number) % areas);
+        else k.iommuDestroyDomain(d);
       }
       return;
     }

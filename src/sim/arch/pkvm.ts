@@ -10,12 +10,13 @@
  *
  * The model has no arm64 protected VM and no MEM_SHARE exit: the share travels as a one-page
  * KVM_HC_MAP_GPA_RANGE exit of the model's SW_PROTECTED vehicle, and this backend keeps the
- * hypervisor's page states and checks its transitions.
+ * hypervisor's page states, checks its transitions and counts leaves above 2M at 2M (the
+ * vehicle preserves contents, as pKVM does).
  */
 import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
 import { RangeMap } from '../../lib/rangemap.js';
-import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED } from '../../uapi/kvm.js';
+import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_SW_PROTECTED_VM } from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
 import { type ArchBackend, clampLevels, type GuestSeq, type LevelPages } from './types.js';
 
@@ -30,12 +31,13 @@ export const PKVM_NOPAGE = 3;
 export class PkvmBackend implements ArchBackend {
   readonly name = 'pkvm' as const;
   readonly title = 'pKVM (arm64 protected VM)';
-  readonly maxPrivateLevel: Level = 2;
+  /** No pKVM VM type in the model: always the SW_PROTECTED vehicle. */
+  readonly nativeVmType = KVM_X86_SW_PROTECTED_VM;
+  readonly native = false;
+  readonly maxAcceptLevel: Level = 2;
   readonly maxIommuLevel: Level = 2;
-  readonly promotion = true;
-  readonly contentToShared = 'preserve' as const;
-  readonly contentToPrivate = 'preserve' as const;
   readonly accepts = false;
+  readonly simLevelRules = 'leaves above 2M counted at 2M (stage-2 block mappings are at most PMD size)';
   readonly howGuestAsks = 'HVC MEM_SHARE / MEM_UNSHARE per 4 KiB granule (carried as one-page KVM_HC_MAP_GPA_RANGE exits)';
   /** Guest page states by gfn. */
   readonly states: RangeMap<number>;
@@ -59,7 +61,7 @@ export class PkvmBackend implements ArchBackend {
 
   /** No accept on pKVM: the guest's first touch of the range, the host donating it as it faults. */
   *accept(g: GuestApi, gpa: number, size: number): GuestSeq {
-    yield g.ucall(UC_ACCEPT, gpa, size, this.maxPrivateLevel);
+    yield g.ucall(UC_ACCEPT, gpa, size, this.maxAcceptLevel);
   }
 
   /**
@@ -97,8 +99,8 @@ export class PkvmBackend implements ArchBackend {
     this.donated(gpa / 4096, (gpa + size) / 4096);
   }
 
-  effective(raw: LevelPages): LevelPages {
-    return clampLevels(raw, this.maxPrivateLevel);
+  effective(model: LevelPages): LevelPages {
+    return clampLevels(model, 2);
   }
 
   counters(): Record<string, number> {

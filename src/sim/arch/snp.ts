@@ -6,11 +6,16 @@
  * is at most 2M (sev_private_max_mapping_level), and an IOPTE must not straddle an RMP entry
  * (ecosystem.md C.3). Contents: the host sees the guest's ciphertext after →shared, the guest
  * decrypts the host's plaintext into garbage after →private (scramble, both ways).
+ *
+ * On the model's KVM_X86_SNP_VM (uapi in-place, rfc-1g) the model does all of that itself: the
+ * guest's C-bit per access, private mappings ≤ 2M, re-keyed contents. On the SW_PROTECTED
+ * vehicle (uapi v6.18) this backend counts private leaves above 2M at 2M.
  */
 import { type GuestApi } from '../../kvm/guest.js';
 import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_MAP_GPA_RANGE_PAGE_SZ_2M, KVM_MAP_GPA_RANGE_PAGE_SZ_4K } from '../../uapi/kvm.js';
 import type { Level } from '../../lib/types.js';
 import { UC_ACCEPT } from '../protocol.js';
+import { KVM_X86_SNP_VM } from '../../uapi/kvm.js';
 import { acceptLevel, type ArchBackend, clampLevels, type GuestSeq, type LevelPages } from './types.js';
 
 const PSC_MAX_ENTRIES = 253;
@@ -19,16 +24,19 @@ const M2 = 2 ** 21;
 export class SnpBackend implements ArchBackend {
   readonly name = 'snp' as const;
   readonly title = 'AMD SEV-SNP';
-  readonly maxPrivateLevel: Level = 2;
+  readonly nativeVmType = KVM_X86_SNP_VM;
+  readonly maxAcceptLevel: Level = 2;
   readonly maxIommuLevel: Level = 2;
-  readonly promotion = true;
-  readonly contentToShared = 'scramble' as const;
-  readonly contentToPrivate = 'scramble' as const;
   readonly accepts = true;
   readonly howGuestAsks = 'GHCB Page State Change → KVM_HC_MAP_GPA_RANGE exit; PVALIDATE after →private';
+  readonly simLevelRules: string | null;
   private psc_requests = 0;
   private pvalidate_2m = 0;
   private pvalidate_4k = 0;
+
+  constructor(readonly native: boolean) {
+    this.simLevelRules = native ? null : 'private leaves above 2M counted at 2M (RMP entries are 4K or 2M)';
+  }
 
   *requestConvert(g: GuestApi, gpa: number, size: number, toPrivate: boolean): GuestSeq<number> {
     let ret = 0;
@@ -45,7 +53,7 @@ export class SnpBackend implements ArchBackend {
   }
 
   *accept(g: GuestApi, gpa: number, size: number): GuestSeq {
-    const level = acceptLevel(gpa, size, this.maxPrivateLevel);
+    const level = acceptLevel(gpa, size, this.maxAcceptLevel);
     if (level === 2) this.pvalidate_2m += Math.floor(size / M2);
     else this.pvalidate_4k += size / 4096;
     yield g.ucall(UC_ACCEPT, gpa, size, level);
@@ -54,8 +62,8 @@ export class SnpBackend implements ArchBackend {
   converted(): void {}
   accepted(): void {}
 
-  effective(raw: LevelPages): LevelPages {
-    return clampLevels(raw, this.maxPrivateLevel);
+  effective(model: LevelPages): LevelPages {
+    return this.native ? { ...model } : clampLevels(model, 2);
   }
 
   counters(): Record<string, number> {

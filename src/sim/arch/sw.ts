@@ -6,19 +6,19 @@
  */
 import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
-import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED } from '../../uapi/kvm.js';
+import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_SW_PROTECTED_VM } from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
-import { type ArchBackend, clampLevels, type GuestSeq, type LevelPages } from './types.js';
+import type { ArchBackend, GuestSeq, LevelPages } from './types.js';
 
 export class SwProtectedBackend implements ArchBackend {
   readonly name = 'sw-protected' as const;
   readonly title = 'KVM_X86_SW_PROTECTED_VM';
-  readonly maxPrivateLevel: Level = 3;
+  readonly nativeVmType = KVM_X86_SW_PROTECTED_VM;
+  readonly native = true;
+  readonly maxAcceptLevel: Level = 3;
   readonly maxIommuLevel: Level = 3;
-  readonly promotion = true;
-  readonly contentToShared = 'preserve' as const;
-  readonly contentToPrivate = 'preserve' as const;
   readonly accepts = false;
+  readonly simLevelRules = null;
   readonly howGuestAsks = 'KVM_HC_MAP_GPA_RANGE hypercall exit';
   private hypercalls = 0;
 
@@ -36,8 +36,8 @@ export class SwProtectedBackend implements ArchBackend {
   converted(): void {}
   accepted(): void {}
 
-  effective(raw: LevelPages): LevelPages {
-    return clampLevels(raw, this.maxPrivateLevel);
+  effective(model: LevelPages): LevelPages {
+    return { ...model };
   }
 
   counters(): Record<string, number> {

@@ -9,10 +9,21 @@
  * →shared (host reads zeros) and ACCEPT initialises a page to zeros on →private. Devices:
  * shared IOPTEs are removed before →private and added after →shared (ecosystem.md C.3); a
  * wrong-type DMA is a host machine check.
+ *
+ * Who decides what. On the model's KVM_X86_TDX_VM (uapi in-place, rfc-1g) the model applies the
+ * shared bit per access, private leaves ≤ 2M, the zeroing both ways, and no promotion of a 2M
+ * range it mapped private at 4K (src/kvm/arch.ts). Two TDX rules it lacks stay here:
+ * - a conversion that covers part of a 2M private leaf: KVM demotes the leaf to 4K
+ *   (tdx_split_cross_boundary) and the range stays at 4K; the model zaps the leaf instead (the
+ *   whole huge folio's range) and maps the untouched part at 2M again at the next fault;
+ * - an accept at 4K (GUEST_INHIBIT above the accept level): the model's accept sweep
+ *   (KVM_PRE_FAULT_MEMORY) maps at the largest level the range allows, not the guest's.
+ * Those 2M blocks count at 4K wherever the model maps them at 2M (`effective`). On the
+ * SW_PROTECTED vehicle (uapi v6.18) this backend also counts leaves above 2M at 2M.
  */
 import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
-import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED } from '../../uapi/kvm.js';
+import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_TDX_VM } from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
 import { acceptLevel, type ArchBackend, clampLevels, type GuestSeq, type LevelPages, type Stage2View } from './types.js';
 
@@ -23,18 +34,22 @@ const P2M = 512;
 export class TdxBackend implements ArchBackend {
   readonly name = 'tdx' as const;
   readonly title = 'Intel TDX';
-  readonly maxPrivateLevel: Level = 2;
+  readonly nativeVmType = KVM_X86_TDX_VM;
+  readonly maxAcceptLevel: Level = 2;
   readonly maxIommuLevel: Level = 3;
-  readonly promotion = false;
-  readonly contentToShared = 'zero' as const;
-  readonly contentToPrivate = 'zero' as const;
   readonly accepts = true;
   readonly howGuestAsks = 'TDG.VP.VMCALL<MapGPA> → KVM_HC_MAP_GPA_RANGE exits (≤ 2 MiB each); TDG.MEM.PAGE.ACCEPT after →private';
-  /** 2M blocks (gfn / 512) whose S-EPT leaf was demoted to 4K: never promoted again. */
+  readonly simLevelRules: string;
+  /** 2M blocks (gfn / 512) TDX keeps at 4K by the rules above: never promoted again. */
   private readonly demoted = new Set<number>();
   private map_gpa_exits = 0;
   private accepts_2m = 0;
   private accepts_4k = 0;
+
+  constructor(readonly native: boolean) {
+    const rules = 'a 2M block that a conversion partly covered or the guest accepted at 4K counts at 4K where the model maps it at 2M';
+    this.simLevelRules = native ? rules : `private leaves above 2M counted at 2M; ${rules}`;
+  }
 
   *requestConvert(g: GuestApi, gpa: number, size: number, toPrivate: boolean): GuestSeq<number> {
     let ret = 0;
@@ -52,7 +67,7 @@ export class TdxBackend implements ArchBackend {
     // try_accept_one: 1G (refused: S-EPT leaves are at most 2M), then 2M, then 4K, piece by piece.
     let off = 0;
     while (off < size) {
-      const level = acceptLevel(gpa + off, size - off, this.maxPrivateLevel);
+      const level = acceptLevel(gpa + off, size - off, this.maxAcceptLevel);
       const run = level === 2 ? Math.floor((size - off) / 2 ** 21) * 2 ** 21 : Math.min(size - off, 2 ** 21 - ((gpa + off) % 2 ** 21));
       yield g.ucall(UC_ACCEPT, gpa + off, run, level);
       off += run;
@@ -78,15 +93,20 @@ export class TdxBackend implements ArchBackend {
     for (let b = Math.floor(g0 / P2M); b * P2M < g0 + size / 4096; b++) this.demoted.add(b);
   }
 
-  effective(raw: LevelPages, view: Stage2View): LevelPages {
-    const out = clampLevels(raw, this.maxPrivateLevel);
+  effective(model: LevelPages, view: Stage2View): LevelPages {
+    const out = this.native ? { ...model } : clampLevels(model, 2);
     for (const b of this.demoted) {
-      if (view.levelAt(b * P2M) >= 2) {
+      if (view.privateLevelAt(b * P2M) >= 2) {
         out['2m'] -= P2M;
         out['4k'] += P2M;
       }
     }
     return out;
+  }
+
+  /** The 2M blocks this backend keeps at 4K (the model may keep some of them too). */
+  demotedBlocks(): ReadonlySet<number> {
+    return this.demoted;
   }
 
   counters(): Record<string, number> {

@@ -1,25 +1,29 @@
 /**
  * Arch backends: what differs between SEV-SNP, TDX, pKVM and a software-protected VM at the depth
- * the workloads need: how the guest asks for a conversion, what it does after one (accept), the
- * mapping-level limits, what a conversion does to page contents, and the device-mapping order.
+ * the workloads need: how the guest asks for a conversion, what it does after one (accept), and
+ * which of the firmware's rules the simulator has to apply itself because the model does not.
  *
- * The model's KVM runs every VM as KVM_X86_SW_PROTECTED_VM (the only private-memory VM type it
- * has); the backends apply their firmware's rules in the simulator layer, on top of Syscalls, and
- * say so in the report. See each backend for the sources of its rules.
+ * Where the uAPI has them (KVM_CAP_VM_TYPES: 'in-place' and 'rfc-1g'), SNP and TDX guests run on
+ * the model's own VM types (KVM_X86_SNP_VM, KVM_X86_TDX_VM, src/kvm/arch.ts): the model decides
+ * private vs shared per access (the guest's choice), the stage-2 levels (private ≤ 2M, TDX never
+ * promotes a 2M range it mapped private at 4K) and the contents on conversion (SNP re-keys, TDX
+ * clears). The backends then add only what the model lacks (TDX: demotion of a 2M leaf a
+ * conversion partly covers and of a range accepted at 4K). On 'v6.18' (no CoCo VM types) and for
+ * pKVM (no arm64 VM in the model) the guest runs on the model's KVM_X86_SW_PROTECTED_VM, the
+ * *vehicle*, and the backend applies its firmware's level limits itself. The report says which
+ * layer decided what.
  */
 import type { GuestApi, GuestOp } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
 import type { VmTypeName } from '../schema.js';
-
-export type ContentEffect = 'preserve' | 'zero' | 'scramble';
 
 /** Pages by mapping level (4 KiB units). */
 export interface LevelPages { '4k': number; '2m': number; '1g': number }
 
 /** What a backend needs to read from the model's stage-2 to apply its rules. */
 export interface Stage2View {
-  /** The level of the leaf mapping gfn, or 0 when unmapped. */
-  levelAt(gfn: number): 0 | Level;
+  /** The level of the private leaf mapping gfn, or 0 when unmapped or mapped shared. */
+  privateLevelAt(gfn: number): 0 | Level;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -28,19 +32,26 @@ export type GuestSeq<R = void> = Generator<GuestOp, R, any>;
 export interface ArchBackend {
   readonly name: VmTypeName;
   readonly title: string;
-  /** Largest stage-2 level for private memory (SNP: RMP entries are 4K/2M; TDX: 2M; pKVM: PMD). */
-  readonly maxPrivateLevel: Level;
+  /** The model's KVM VM type this backend runs on natively where the uAPI has it. */
+  readonly nativeVmType: number;
+  /**
+   * True when the guest runs on the model's own VM type for this arch (the model applies the
+   * firmware's levels and contents); false on the SW_PROTECTED vehicle.
+   */
+  readonly native: boolean;
+  /** Largest level at which the guest accepts private memory (SNP PVALIDATE, TDX ACCEPT: 2M). */
+  readonly maxAcceptLevel: Level;
   /** Largest IOPTE for shared memory (SNP: IOPTEs must not straddle RMP entries). */
   readonly maxIommuLevel: Level;
-  /** Whether 4K mappings of a 2M range are ever collapsed back (TDX: never). */
-  readonly promotion: boolean;
-  /** What the firmware does to a page's contents on private→shared and shared→private. */
-  readonly contentToShared: ContentEffect;
-  readonly contentToPrivate: ContentEffect;
   /** The guest accepts private memory before use (SNP PVALIDATE, TDX ACCEPT). */
   readonly accepts: boolean;
   /** One line on how the guest asks, for the report. */
   readonly howGuestAsks: string;
+  /**
+   * The stage-2 rules the simulator applies on top of the model's levels (report text), or
+   * null when the model's levels are the firmware's.
+   */
+  readonly simLevelRules: string | null;
 
   /** Guest ops that request [gpa, gpa+size) become private/shared; returns the hypercall's ret. */
   requestConvert(g: GuestApi, gpa: number, size: number, toPrivate: boolean): GuestSeq<number>;
@@ -52,15 +63,16 @@ export interface ArchBackend {
   /** VMM side: the guest accepted [gpa, gpa+size) at `level`. */
   accepted(gpa: number, size: number, level: Level): void;
   /**
-   * The stage-2 mapping as this firmware would have it, from the vehicle's: levels above the
+   * The stage-2 mapping as this firmware would have it, from the model's: identity where the
+   * model applies the firmware's rules; else (vehicle, or rules the model lacks) levels above the
    * limit count at the limit, demoted ranges at 4K.
    */
-  effective(raw: LevelPages, view: Stage2View): LevelPages;
+  effective(model: LevelPages, view: Stage2View): LevelPages;
   /** Arch-specific counters for the report (e.g. PSC requests, TDX demotions, pKVM shares). */
   counters(): Record<string, number>;
 }
 
-/** Clamp raw per-level pages to a maximum level: 1G leaves count as 2M (512 × 2M each), etc. */
+/** Clamp per-level pages to a maximum level: 1G leaves count as 2M (512 × 2M each), etc. */
 export function clampLevels(raw: LevelPages, max: Level): LevelPages {
   if (max >= 3) return { ...raw };
   if (max === 2) return { '4k': raw['4k'], '2m': raw['2m'] + raw['1g'], '1g': 0 };
