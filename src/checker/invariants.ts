@@ -12,7 +12,7 @@
  *      VM reference counts; no lock is held and no invalidation is in progress at rest.
  */
 import { assert } from '../lib/assert.js';
-import type { Pfn } from '../lib/types.js';
+import { type Level, levelPages, type Pfn } from '../lib/types.js';
 import { GmemFile } from '../gmem/file.js';
 import type { GmemInode } from '../gmem/inode.js';
 import { SHARED } from '../gmem/inode.js';
@@ -226,7 +226,7 @@ export function checkInvariants(k: { state: ModelState }): void {
 
 function checkIommu(d: IommuDomain, ownerOf: (p: number) => Owned | undefined): void {
   for (const leaf of d.iopt.leaves()) {
-    const nr = leaf.level === 1 ? 1 : leaf.level === 2 ? 512 : 262144;
+    const nr = levelPages(leaf.level);
     const area = d.areas.find((a) => leaf.gfn >= a.iova_pfn && leaf.gfn + nr <= a.iova_pfn + (a.end - a.start));
     assert(area !== undefined && !area.revoked, () => `IOMMU ${d.id}: IOPTE at IOVA page ${leaf.gfn} outside any live area`);
     const inode = area.file.inode;
@@ -259,8 +259,8 @@ function isInsideAllocatedFolio(s: ModelState, p: Pfn): boolean {
 }
 
 function checkLeaf(s: ModelState, vm: ModelState['vms'] extends ReadonlySet<infer V> ? V : never,
-  leaf: { gfn: number; pfn: Pfn; level: number; flags: number }): void {
-  const nr = leaf.level === 1 ? 1 : leaf.level === 2 ? 512 : 262144;
+  leaf: { gfn: number; pfn: Pfn; level: Level; flags: number }): void {
+  const nr = levelPages(leaf.level);
   const slot = vm.slotFor(leaf.gfn);
   assert(slot !== null && leaf.gfn + nr <= slot.end_gfn, () => `VM ${vm.vm_id}: stage-2 leaf at gfn ${leaf.gfn} outside any memslot`);
   const is_private = (leaf.flags & SPTE_PRIVATE) !== 0;

@@ -16,7 +16,7 @@
  * never maps huge), like KVM's max_order.
  */
 import { assert } from '../lib/assert.js';
-import { type Level, PAGES_PER_1G, PAGES_PER_2M, type Pfn } from '../lib/types.js';
+import { type Level, levelPages, PAGES_PER_1G, PAGES_PER_2M, type Pfn } from '../lib/types.js';
 import type { GmemImporter } from '../gmem/consumer.js';
 import type { GmemFile } from '../gmem/file.js';
 import { type GmemInode, SHARED } from '../gmem/inode.js';
@@ -111,7 +111,7 @@ export class IommuDomain implements GmemImporter {
       if (this.mode === 'pin' && inode.huge_order > 0 && !this.splitForPin(inode, i)) return false;
       inode.preparePage(this.phys, i);
       const level = this.levelFor(a, i, end);
-      const nr = level === 1 ? 1 : level === 2 ? PAGES_PER_2M : PAGES_PER_1G;
+      const nr = levelPages(level);
       if (this.mode === 'pin') this.pin(p as Pfn);
       this.iopt.map(iova, p as Pfn, level, 0);
       i += nr;
@@ -153,7 +153,7 @@ export class IommuDomain implements GmemImporter {
     const i1 = a.iova_pfn + (end - a.start);
     let pages = 0;
     for (const leaf of this.leavesIn(i0, i1)) {
-      const nr = leaf.level === 1 ? 1 : leaf.level === 2 ? PAGES_PER_2M : PAGES_PER_1G;
+      const nr = levelPages(leaf.level);
       pages += nr;
       if (this.mode === 'pin') this.unpin(leaf.pfn);
     }
@@ -162,8 +162,8 @@ export class IommuDomain implements GmemImporter {
   }
 
   /** The leaves overlapping IOVA pages [i0, i1): by lookup for short ranges, by walk for long ones. */
-  private leavesIn(i0: number, i1: number): Array<{ gfn: number; pfn: Pfn; level: number }> {
-    const out: Array<{ gfn: number; pfn: Pfn; level: number }> = [];
+  private leavesIn(i0: number, i1: number): Array<{ gfn: number; pfn: Pfn; level: Level }> {
+    const out: Array<{ gfn: number; pfn: Pfn; level: Level }> = [];
     if (i1 - i0 <= 4096) {
       let last = -1;
       for (let i = i0; i < i1; i++) {
@@ -177,7 +177,7 @@ export class IommuDomain implements GmemImporter {
       return out;
     }
     for (const l of this.iopt.leaves()) {
-      const nr = l.level === 1 ? 1 : l.level === 2 ? PAGES_PER_2M : PAGES_PER_1G;
+      const nr = levelPages(l.level);
       if (l.gfn < i1 && l.gfn + nr > i0) out.push(l);
     }
     return out;
@@ -207,13 +207,13 @@ export class IommuDomain implements GmemImporter {
       const i1 = a.iova_pfn + (hi - a.start);
       let outside = 0;
       for (const leaf of this.leavesIn(i0, i1)) {
-        const nr = leaf.level === 1 ? 1 : leaf.level === 2 ? PAGES_PER_2M : PAGES_PER_1G;
+        const nr = levelPages(leaf.level);
         outside += Math.max(0, i0 - leaf.gfn) + Math.max(0, leaf.gfn + nr - i1);
       }
       // Zap the leaves overlapping (a huge one goes whole), then put back what stays mapped.
       const first = this.leavesIn(i0, i1);
       const z0 = Math.min(i0, ...first.map((l) => l.gfn));
-      const z1 = Math.max(i1, ...first.map((l) => l.gfn + (l.level === 1 ? 1 : l.level === 2 ? PAGES_PER_2M : PAGES_PER_1G)));
+      const z1 = Math.max(i1, ...first.map((l) => l.gfn + (levelPages(l.level))));
       this.iopt.zap(z0, z1, 'both');
       if (this.mode === 'unmap-remap') this.window_pages += outside;
       else this.refreshes++;

@@ -6,6 +6,7 @@
  */
 import { assert } from '../lib/assert.js';
 import { toU64 } from '../lib/u64.js';
+import { levelPages } from '../lib/types.js';
 import { EAGAIN, EINTR, EINVAL, ENOENT } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
 import {
@@ -249,7 +250,7 @@ export class Vcpu {
       // A huge leaf covers more than one page: advance to its end.
       const leaf = vm.stage2.lookup(gfn);
       assert(leaf !== null, 'pre-fault mapped nothing');
-      const leaf_end = BigInt(leaf.gfn + (leaf.level === 1 ? 1 : leaf.level === 2 ? 512 : 262144)) * 4096n;
+      const leaf_end = BigInt(leaf.gfn + levelPages(leaf.level)) * 4096n;
       const step = leaf_end - gpa < size ? leaf_end - gpa : size;
       gpa += step;
       size -= step;
