@@ -139,6 +139,11 @@ export class GmemFile extends KFile implements VmOps {
     }
   }
 
+  /** R51 HugeTLB files map at huge-page-aligned addresses (the unmapped-area search and MAP_FIXED). */
+  mmapAlign(): number {
+    return this.inode.uapi === 'rfc-1g' && this.inode.huge_order > 0 ? this.inode.blksize : 4096;
+  }
+
   open(vma: Vma): void {
     this.inode.i_mmap.add(vma);
     this.fget(); // the mapping holds the file

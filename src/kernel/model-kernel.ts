@@ -281,7 +281,7 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
       if ((prot & PROT_EXEC) !== 0) throw new SyscallError(EPERM, name, 'noexec');
       f.mmapCheck(type === 'shared', length);
       const ops: VmOps = f;
-      return this.mm.mmapRegion(addr, length, prot, flags, ops, pgoff, type === 'shared', false);
+      return this.mm.mmapRegion(addr, length, prot, flags, ops, pgoff, type === 'shared', false, f.mmapAlign());
     }
     throw new SyscallError(ENODEV, name, `${f.kind} files cannot be mapped in the model`);
   }

@@ -114,9 +114,9 @@ export class Mm {
     this.vmas.splice(i, 0, v);
   }
 
-  /** Top-down first fit below MMAP_BASE, 2 MiB-aligned for mappings of 2 MiB or more. */
-  private getUnmappedArea(len: number): number {
-    const align = len >= ALIGN_2M ? ALIGN_2M : PAGE;
+  /** Top-down first fit below MMAP_BASE, 2 MiB-aligned for mappings of 2 MiB or more (or `min_align`). */
+  private getUnmappedArea(len: number, min_align: number): number {
+    const align = Math.max(min_align, len >= ALIGN_2M ? ALIGN_2M : PAGE);
     let top = MMAP_BASE;
     for (let i = this.vmas.length - 1; i >= -1; i--) {
       const v = i >= 0 ? (this.vmas[i] as Vma) : null;
@@ -136,14 +136,14 @@ export class Mm {
    * nothing on failure. `ops` is the object mapped; the file-specific mmap hook ran already.
    */
   mmapRegion(addr: number, len: number, prot: number, flags: number, ops: VmOps, pgoff: number,
-    shared: boolean, mayexec: boolean): number {
+    shared: boolean, mayexec: boolean, align_bytes = PAGE): number {
     const len_aligned = Math.ceil(len / PAGE) * PAGE;
     if (len_aligned > TASK_SIZE) throw new SyscallError(ENOMEM, 'mmap');
     if (pgoff + len_aligned / PAGE > Number.MAX_SAFE_INTEGER) throw new SyscallError(EOVERFLOW, 'mmap');
     if (this.vmas.length >= MAX_MAP_COUNT) throw new SyscallError(ENOMEM, 'mmap', 'max_map_count');
     let start: number;
     if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0) {
-      if (addr % PAGE !== 0) throw new SyscallError(EINVAL, 'mmap', 'MAP_FIXED address not aligned');
+      if (addr % align_bytes !== 0) throw new SyscallError(EINVAL, 'mmap', 'MAP_FIXED address not aligned');
       if (addr < MMAP_MIN_ADDR || addr + len_aligned > TASK_SIZE) throw new SyscallError(ENOMEM, 'mmap');
       if ((flags & MAP_FIXED_NOREPLACE) !== 0 && this.overlaps(addr, addr + len_aligned)) {
         throw new SyscallError(EEXIST, 'mmap');
@@ -151,10 +151,11 @@ export class Mm {
       start = addr;
     } else {
       const hint = Math.floor(addr / PAGE) * PAGE;
-      if (hint >= MMAP_MIN_ADDR && hint + len_aligned <= TASK_SIZE && !this.overlaps(hint, hint + len_aligned)) {
+      if (hint >= MMAP_MIN_ADDR && hint % align_bytes === 0 && hint + len_aligned <= TASK_SIZE &&
+        !this.overlaps(hint, hint + len_aligned)) {
         start = hint;
       } else {
-        start = this.getUnmappedArea(len_aligned);
+        start = this.getUnmappedArea(len_aligned, align_bytes);
         if (start < 0) throw new SyscallError(ENOMEM, 'mmap');
       }
     }

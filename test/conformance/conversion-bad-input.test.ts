@@ -13,12 +13,14 @@
  * KVM_GMEM_CONVERT_SHARED/PRIVATE (uapi 'rfc-1g'): error_offset ≠ 0 → EINVAL; size 0 → 0 (before
  *   any range check); overflow / offset > i_size / end > i_size → EINVAL; unaligned → EINVAL; a
  *   file without SUPPORT_SHARED: no work, 0.
+ * KVM_CREATE_GUEST_MEMFD with HUGETLB + page_order (§1.2, the in-place HugeTLB work in progress).
  * Cross-checks: each ioctl is ENOTTY where its generation does not have it, and on the wrong fd.
  */
 import assert from 'node:assert/strict';
 import { IOWR } from '../../src/uapi/ioctl.js';
 import {
-  GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_SUPPORT_SHARED, KVM_CREATE_GUEST_MEMFD,
+  GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_SUPPORT_SHARED,
+  KVM_CREATE_GUEST_MEMFD,
   KVM_GMEM_CONVERT_PRIVATE, KVM_GMEM_CONVERT_SHARED, KVM_GMEM_IO, KVM_SET_MEMORY_ATTRIBUTES,
   KVM_SET_MEMORY_ATTRIBUTES2, KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM,
 } from '../../src/uapi/kvm.js';
@@ -75,6 +77,7 @@ forBackends('KVM_SET_MEMORY_ATTRIBUTES2: bad input in the kernel\'s order (§1.1
       ['step 4: attributes PRIVATE | 1<<63', attrs2(0, PAGE, BigInt(PRIVATE) | S64_MIN)],
       ['step 4: attributes 2^64-1', attrs2(0, PAGE, U64_MAX)],
       ['step 5: size 0 (success in R51, EINVAL here)', attrs2(0, 0)],
+      ['step 5: size 0n at offset 4096n (bigint fields)', attrs2(4096n, 0n)],
       ['step 5: offset 2^64-4096 + size 4096 wraps to 0', attrs2(NEAR, PAGE)],
       ['step 5: offset 4096 + size 2^64-4096 wraps to 0', attrs2(PAGE, NEAR)],
       ['step 5: offset 2^64-4096 + size 2^64-4096', attrs2(NEAR, NEAR)],
@@ -142,6 +145,28 @@ forBackends('KVM_SET_MEMORY_ATTRIBUTES2: bad input in the kernel\'s order (§1.1
     s.failsCleanly('ENOTTY', () => s.k.ioctl(t.gmem, KVM_GMEM_CONVERT_SHARED, { offset: 0, size: PAGE, error_offset: 0 }), 'R51 ioctl');
     s.failsCleanly('ENOTTY', () => s.k.ioctl(t.gmem, KVM_GMEM_CONVERT_PRIVATE, { offset: 0, size: PAGE, error_offset: 0 }), 'R51 ioctl');
     s.failsCleanly('EINVAL', () => s.k.ioctl(t.vm, KVM_SET_MEMORY_ATTRIBUTES, { address: 0x100000000, size: PAGE, attributes: PRIVATE, flags: 0 }), 'VM-level PRIVATE');
+  });
+});
+
+forBackends('KVM_CREATE_GUEST_MEMFD with HUGETLB + page_order (§1.2, HugeTLB work in progress, uapi in-place)', (b) => {
+  kcase(withModel(b, { uapi: 'in-place', hugepages: { '2M': 2 }, memoryBytes: 1024 * 1024 * 1024 }), 'HUGETLB | INIT_SHARED, page_order without HUGETLB, an order without an hstate (0, 10), a size not a multiple of 2M → EINVAL; page_order is a u8 (265 is 9); a 1G file with no 1G pool → ENOMEM', (s) => {
+    needInPlace(s);
+    const vm = s.vm(KVM_X86_SW_PROTECTED_VM);
+    const M = 2 * 1024 * 1024;
+    const create = (a: { size: number; flags: number; page_order?: number }): number => s.k.ioctl(vm, KVM_CREATE_GUEST_MEMFD, a);
+    const H = GUEST_MEMFD_FLAG_HUGETLB | GUEST_MEMFD_FLAG_MMAP;
+    const bad: Array<[string, { size: number; flags: number; page_order?: number }]> = [
+      ['HUGETLB | INIT_SHARED', { size: M, flags: H | GUEST_MEMFD_FLAG_INIT_SHARED, page_order: 9 }],
+      ['page_order 9 without HUGETLB', { size: M, flags: GUEST_MEMFD_FLAG_MMAP, page_order: 9 }],
+      ['HUGETLB, page_order 0', { size: M, flags: H, page_order: 0 }],
+      ['HUGETLB, page_order 10', { size: M, flags: H, page_order: 10 }],
+      ['HUGETLB, size 4K', { size: PAGE, flags: H, page_order: 9 }],
+      ['HUGETLB, size 2M + 4K', { size: M + PAGE, flags: H, page_order: 9 }],
+    ];
+    for (const [what, a] of bad) s.failsCleanly('EINVAL', () => create(a), what);
+    s.failsCleanly('ENOMEM', () => create({ size: 1024 * M / 2, flags: H, page_order: 18 }), '1G pages, empty 1G pool');
+    s.close(s.own(create({ size: M, flags: H, page_order: 265 })));
+    s.close(s.own(create({ size: 2 * M, flags: GUEST_MEMFD_FLAG_HUGETLB, page_order: 9 })));
   });
 });
 

@@ -135,6 +135,8 @@ export interface FixtureOptions {
   slot: number;
   /** HugeTLB page order for the in-place uAPI's `page_order` field. */
   page_order?: number;
+  /** The memslot's GPA (default TEST_GPA, 4 GiB). */
+  gpa?: number;
 }
 
 /** What a failed conversion reported. */
@@ -150,9 +152,12 @@ export class ConvFixture {
   readonly gmem: number;
   /** Host virtual address of the guest_memfd mapping (offset 0). */
   readonly mem: number;
+  /** The memslot's GPA: guest accesses to offset `off` go to gpa + off. */
+  readonly gpa: number;
   private closed = false;
 
   constructor(readonly s: Session, readonly o: FixtureOptions) {
+    this.gpa = o.gpa ?? TEST_GPA;
     this.vm = s.vm(KVM_X86_SW_PROTECTED_VM);
     this.vcpu = s.vcpu(this.vm);
     const args: { size: number; flags: U64; page_order?: number } = { size: o.size, flags: o.flags };
@@ -160,7 +165,7 @@ export class ConvFixture {
     this.gmem = s.own(s.k.ioctl(this.vm, KVM_CREATE_GUEST_MEMFD, args));
     this.mem = s.mmap(o.size, RW, MAP_SHARED, this.gmem, 0);
     s.setRegion(this.vm, {
-      slot: o.slot, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: TEST_GPA, memory_size: o.size,
+      slot: o.slot, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: this.gpa, memory_size: o.size,
       userspace_addr: this.mem, guest_memfd: this.gmem, guest_memfd_offset: 0,
     });
   }
@@ -201,11 +206,11 @@ export class ConvFixture {
   // ---- guest -------------------------------------------------------------------------------------
 
   /**
-   * guest_use_memory / run_guest_do_rmw: the guest reads the byte at GPA + off, reports it with a
+   * guest_use_memory / run_guest_do_rmw: the guest reads the byte at the slot's GPA + off, reports it with a
    * ucall, writes `write` (null: don't), and halts. `expect` null: not checked.
    */
   guestRmw(off: number, expect: number | null, write: number | null): number {
-    const gpa = TEST_GPA + off;
+    const gpa = this.gpa + off;
     this.s.guest(this.vcpu, function* (g: GuestApi) {
       const got = (yield g.read(gpa, 1)) as Uint8Array;
       yield g.ucall(UCALL_SYNC, got[0] as number);

@@ -7,10 +7,18 @@
  *   body once per test_page on a fresh VM, as the selftest's MULTIPAGE macro does.
  * - x86/private_mem_conversions_test.c with gmem attributes: guest_memfd MMAP | INIT_SHARED is
  *   the host's view of guest memory too; KVM_HC_MAP_GPA_RANGE exits drive fallocate and
- *   KVM_SET_MEMORY_ATTRIBUTES2; on SYNC_PRIVATE the host's read of each page must SIGBUS.
+ *   KVM_SET_MEMORY_ATTRIBUTES2; on SYNC_PRIVATE the host's read of each page must SIGBUS. Run with
+ *   the defaults and, as the .sh wrapper does, with -m 2 and -n 2 -m 2 (the vCPUs take turns).
  * - x86/private_mem_kvm_exits_test.c with gmem attributes: memory is private by default; with
  *   the memslot deleted the read becomes emulated MMIO (read, len 8, at the GPA); the
  *   "memslot not private" case does not apply (the selftest returns early).
+ *
+ * - pre_fault_memory_test.c with gmem attributes: the range is made private through the guest_memfd;
+ *   KVM_PRE_FAULT_MEMORY maps it; with the memslot gone the gfn is shared (no slot), so the call
+ *   ends in emulated MMIO (ENOENT), not the 6.18 memory fault (EFAULT).
+ * - gmem_convert_fault_race.c, single-threaded: the in-flight KVM fault's folio reference is the
+ *   model's holdTransientRef hook; set_private over the range must fail with EAGAIN and a
+ *   page-aligned error_offset inside it, and succeed once the reference is gone.
  *
  * forked_accesses: the model is one process. The parent and the child are two MAP_SHARED mappings
  * of the same guest_memfd (the child's mapping stands for the fork-inherited one): conversion must
@@ -22,12 +30,14 @@
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_CAP_EXIT_HYPERCALL, KVM_CAP_MEMORY_ATTRIBUTES, KVM_EXIT_HYPERCALL,
+  GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_CAP_EXIT_HYPERCALL, KVM_CAP_MEMORY_ATTRIBUTES,
+  KVM_CAP_PRE_FAULT_MEMORY, KVM_EXIT_HYPERCALL, KVM_PRE_FAULT_MEMORY,
   KVM_EXIT_IO, KVM_EXIT_MMIO, KVM_HC_MAP_GPA_RANGE, KVM_MEM_GUEST_MEMFD, KVM_SET_MEMORY_ATTRIBUTES,
   KVM_SET_MEMORY_ATTRIBUTES2, KVM_X86_SW_PROTECTED_VM,
 } from '../../src/uapi/kvm.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, MAP_SHARED } from '../../src/uapi/linux.js';
 import type { GuestApi, GuestGenerator } from '../../src/kvm/guest.js';
+import type { KvmPreFaultMemory } from '../../src/uapi/syscalls.js';
 import type { Backend } from '../lib/harness.js';
 import { expectErrno } from '../lib/harness.js';
 import {
@@ -265,79 +275,130 @@ function* testPunchHole(g: GuestApi, base: number, precise: boolean): GuestGener
   }
 }
 
-/** test_mem_conversions(shmem → guest_memfd MMAP | INIT_SHARED, 1 vCPU, 1 memslot); returns the counts. */
-function testMemConversions(s: Session): { hypercalls: number; syncs: number; sigbus: number } {
+/**
+ * test_mem_conversions(shmem → guest_memfd MMAP | INIT_SHARED, nr_vcpus, nr_memslots): one
+ * guest_memfd of per_cpu_size × nr_vcpus, split evenly over the memslots (each its own host mapping
+ * of the file at the slot's offset, as vm_mem_add maps it). The selftest runs the vCPUs in threads;
+ * here they take turns, one KVM_RUN each, until every one is done.
+ */
+function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercalls: number; syncs: number; sigbus: number } {
   needInPlace(s);
   const vm = s.vm(KVM_X86_SW_PROTECTED_VM);
-  const vcpu = s.vcpu(vm);
+  const vcpus = Array.from({ length: nrVcpus }, (_, i) => s.vcpu(vm, i));
   s.needCap(KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE, vm);
   s.enableExitHypercall(vm, 1 << KVM_HC_MAP_GPA_RANGE);
-  const memfd = s.gmem(vm, PER_CPU_SIZE, MMAP | INIT_SHARED);
-  const hva = s.mmap(PER_CPU_SIZE, RW, MAP_SHARED, memfd, 0);
-  s.setRegion(vm, {
-    slot: BASE_DATA_SLOT, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE_DATA_GPA, memory_size: PER_CPU_SIZE,
-    userspace_addr: hva, guest_memfd: memfd, guest_memfd_offset: 0,
-  });
-  const base = BASE_DATA_GPA;
-  s.guest(vcpu, function* (g: GuestApi) {
-    yield* explicitConversion(g, base, false);
-    yield* explicitConversion(g, base, true);
-    yield* testPunchHole(g, base, false);
-    yield* testPunchHole(g, base, true);
-    yield g.ucall(UCALL_DONE);
+  const memfdSize = PER_CPU_SIZE * nrVcpus;
+  const slotSize = memfdSize / nrMemslots;
+  assert.equal(slotSize * nrMemslots, memfdSize);
+  const memfd = s.gmem(vm, memfdSize, MMAP | INIT_SHARED);
+  const hvas: number[] = [];
+  for (let i = 0; i < nrMemslots; i++) {
+    const hva = s.mmap(slotSize, RW, MAP_SHARED, memfd, slotSize * i);
+    hvas.push(hva);
+    s.setRegion(vm, {
+      slot: BASE_DATA_SLOT + i, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE_DATA_GPA + slotSize * i, memory_size: slotSize,
+      userspace_addr: hva, guest_memfd: memfd, guest_memfd_offset: slotSize * i,
+    });
+  }
+  /** addr_gpa2hva. */
+  const gpa2hva = (gpa: number): number => {
+    const i = Math.floor((gpa - BASE_DATA_GPA) / slotSize);
+    return (hvas[i] as number) + (gpa - BASE_DATA_GPA - slotSize * i);
+  };
+  vcpus.forEach((vcpu, i) => {
+    const base = BASE_DATA_GPA + i * PER_CPU_SIZE;
+    s.guest(vcpu, function* (g: GuestApi) {
+      yield* explicitConversion(g, base, false);
+      yield* explicitConversion(g, base, true);
+      yield* testPunchHole(g, base, false);
+      yield* testPunchHole(g, base, true);
+      yield g.ucall(UCALL_DONE);
+    });
   });
   const counts = { hypercalls: 0, syncs: 0, sigbus: 0 };
-  for (;;) {
-    const run = s.run(vcpu);
-    if (run.exit_reason === KVM_EXIT_HYPERCALL) {
-      assert.equal(run.hypercall.nr, KVM_HC_MAP_GPA_RANGE);
-      const [gpa = 0, npages = 0, flags = 0] = run.hypercall.args;
-      const size = npages * PAGE;
-      const shared = (flags & MAP_GPA_SHARED) !== 0;
-      if ((flags & MAP_GPA_DO_FALLOCATE) !== 0) {
-        s.k.fallocate(memfd, FALLOC_FL_KEEP_SIZE | (shared ? FALLOC_FL_PUNCH_HOLE : 0), gpa - BASE_DATA_GPA, size);
-      }
-      if ((flags & MAP_GPA_SET_ATTRIBUTES) !== 0) {
-        // vm_mem_set_memory_attributes with gmem attributes: the gmem ioctl at the slot's offset.
-        s.k.ioctl(memfd, KVM_SET_MEMORY_ATTRIBUTES2, { offset: gpa - BASE_DATA_GPA, size, attributes: shared ? 0 : PRIVATE, flags: 0 });
-      }
-      run.hypercall.ret = 0;
-      counts.hypercalls++;
-      continue;
-    }
-    assert.equal(run.exit_reason, KVM_EXIT_IO, `unexpected exit ${run.exit_reason}`);
-    const uc = run.ucall;
-    assert.ok(uc !== null, 'a ucall');
-    if (uc[0] === UCALL_ABORT) assert.fail(`guest assertion ${uc[1]} failed at gpa 0x${(uc[2] ?? 0).toString(16)}: expected 0x${(uc[3] ?? 0).toString(16)}, got 0x${(uc[4] ?? 0).toString(16)}`);
-    if (uc[0] === UCALL_DONE) break;
-    assert.equal(uc[0], UCALL_SYNC);
-    const [, kind, gpa = 0, size = 0, cur = 0, next = 0] = uc;
-    for (let i = 0; i < size; i += PAGE) {
-      const n = Math.min(PAGE, size - i);
-      const addr = hva + (gpa - BASE_DATA_GPA) + i;
-      if (kind === SYNC_PRIVATE) {
-        // In-place: the host's view is guest memory itself, and private memory SIGBUSes.
-        try {
-          s.k.load(addr, 1);
-          assert.fail(`host read of private gpa 0x${(gpa + i).toString(16)} did not SIGBUS`);
-        } catch (e) {
-          assert.equal((e as { signal?: string }).signal, 'SIGBUS', (e as Error).message);
-          counts.sigbus++;
+  const done = new Set<number>();
+  while (done.size < nrVcpus) {
+    for (const vcpu of vcpus) {
+      if (done.has(vcpu)) continue;
+      const run = s.run(vcpu);
+      if (run.exit_reason === KVM_EXIT_HYPERCALL) {
+        assert.equal(run.hypercall.nr, KVM_HC_MAP_GPA_RANGE);
+        const [gpa = 0, npages = 0, flags = 0] = run.hypercall.args;
+        const size = npages * PAGE;
+        const shared = (flags & MAP_GPA_SHARED) !== 0;
+        // The gmem is one file at offsets gpa − BASE across the slots: one call covers a range
+        // the selftest's helpers split per memslot.
+        if ((flags & MAP_GPA_DO_FALLOCATE) !== 0) {
+          s.k.fallocate(memfd, FALLOC_FL_KEEP_SIZE | (shared ? FALLOC_FL_PUNCH_HOLE : 0), gpa - BASE_DATA_GPA, size);
         }
-      } else {
-        const view = s.k.load(addr, n);
-        const j = firstMismatch(view, cur);
-        assert.equal(j, -1, `host expected 0x${cur.toString(16)} at gpa 0x${(gpa + i + j).toString(16)}, got 0x${(view[j] ?? 0).toString(16)}`);
+        if ((flags & MAP_GPA_SET_ATTRIBUTES) !== 0) {
+          // vm_mem_set_memory_attributes with gmem attributes: the gmem ioctl at the file offset.
+          s.k.ioctl(memfd, KVM_SET_MEMORY_ATTRIBUTES2, { offset: gpa - BASE_DATA_GPA, size, attributes: shared ? 0 : PRIVATE, flags: 0 });
+        }
+        run.hypercall.ret = 0;
+        counts.hypercalls++;
+        continue;
       }
-      if (kind === SYNC_SHARED) s.k.store(addr, filled(n, next));
+      assert.equal(run.exit_reason, KVM_EXIT_IO, `unexpected exit ${run.exit_reason}`);
+      const uc = run.ucall;
+      assert.ok(uc !== null, 'a ucall');
+      if (uc[0] === UCALL_ABORT) assert.fail(`guest assertion ${uc[1]} failed at gpa 0x${(uc[2] ?? 0).toString(16)}: expected 0x${(uc[3] ?? 0).toString(16)}, got 0x${(uc[4] ?? 0).toString(16)}`);
+      if (uc[0] === UCALL_DONE) {
+        done.add(vcpu);
+        continue;
+      }
+      assert.equal(uc[0], UCALL_SYNC);
+      const [, kind, gpa = 0, size = 0, cur = 0, next = 0] = uc;
+      for (let i = 0; i < size; i += PAGE) {
+        const n = Math.min(PAGE, size - i);
+        const addr = gpa2hva(gpa + i);
+        if (kind === SYNC_PRIVATE) {
+          // In-place: the host's view is guest memory itself, and private memory SIGBUSes.
+          try {
+            s.k.load(addr, 1);
+            assert.fail(`host read of private gpa 0x${(gpa + i).toString(16)} did not SIGBUS`);
+          } catch (e) {
+            assert.equal((e as { signal?: string }).signal, 'SIGBUS', (e as Error).message);
+            counts.sigbus++;
+          }
+        } else {
+          const view = s.k.load(addr, n);
+          const j = firstMismatch(view, cur);
+          assert.equal(j, -1, `host expected 0x${cur.toString(16)} at gpa 0x${(gpa + i + j).toString(16)}, got 0x${(view[j] ?? 0).toString(16)}`);
+        }
+        if (kind === SYNC_SHARED) s.k.store(addr, filled(n, next));
+      }
+      counts.syncs++;
     }
-    counts.syncs++;
   }
-  s.close(vcpu);
+  for (const vcpu of vcpus) s.close(vcpu);
   s.close(vm);
-  s.k.fallocate(memfd, PUNCH, 0, PER_CPU_SIZE);
-  s.k.fallocate(memfd, FALLOC_FL_KEEP_SIZE, 0, PER_CPU_SIZE);
+  // Allocate and free memory after closing the VM fd: the guest_memfd holds the VM.
+  s.k.fallocate(memfd, PUNCH, 0, memfdSize);
+  s.k.fallocate(memfd, FALLOC_FL_KEEP_SIZE, 0, memfdSize);
   return counts;
+}
+
+// ---- pre_fault_memory_test.c with gmem attributes --------------------------------------------------
+
+const PF_SIZE = SZ_2M + PAGE;
+
+/** The selftest's pre_fault_memory(): retry while progress is made; returns the bytes left and the last errno. */
+function preFault(s: Session, vcpu: number, gpa: number, size: number): { left: number; errno: string } {
+  const range: KvmPreFaultMemory = { gpa, size, flags: 0 };
+  let errno = '';
+  for (let iter = 0; iter < 10_000; iter++) {
+    const prev = Number(range.size);
+    try {
+      s.k.ioctl(vcpu, KVM_PRE_FAULT_MEMORY, range);
+      errno = '';
+    } catch (e) {
+      errno = (e as { code?: string }).code ?? String(e);
+    }
+    assert.equal(Number(range.size) < prev, errno === '', 'range.size shrinks iff the call succeeds');
+    if (errno !== '' ? errno !== 'EINTR' : Number(range.size) === 0) break;
+  }
+  return { left: Number(range.size), errno };
 }
 
 // ---- private_mem_kvm_exits_test.c with gmem attributes -----------------------------------------------
@@ -380,13 +441,58 @@ forBackends('x86/guest_memfd_conversions_test.c (§6.1, uapi in-place)', (b) => 
 });
 
 forBackends('x86/private_mem_conversions_test.c with gmem attributes (§6.1, uapi in-place)', (b) => {
-  for (const split of ['eager', 'lazy'] as const) {
-    kcase(withModel(b, { uapi: 'in-place', policy: { split } }), `[split ${split}] guest_code(): explicit(false), explicit(true), punch(false), punch(true), GUEST_DONE; conversions by KVM_HC_MAP_GPA_RANGE exits → KVM_SET_MEMORY_ATTRIBUTES2; host SIGBUS on private syncs`, (s) => {
-      const c = testMemConversions(s);
+  const runs: ReadonlyArray<[string, number, number]> = [['eager', 1, 1], ['lazy', 1, 1], ['eager', 1, 2], ['eager', 2, 2]];
+  for (const [split, n, m] of runs) {
+    kcase(withModel(b, { uapi: 'in-place', policy: { split } }), `[split ${split}, -n ${n} -m ${m}] guest_code(): explicit(false), explicit(true), punch(false), punch(true), GUEST_DONE; conversions by KVM_HC_MAP_GPA_RANGE exits → KVM_SET_MEMORY_ATTRIBUTES2; host SIGBUS on private syncs`, (s) => {
+      const c = testMemConversions(s, n, m);
       assert.ok(c.hypercalls > 0 && c.syncs > 0, 'the guest converted through hypercall exits and synced');
       assert.ok(c.sigbus > 0, 'the host saw private pages SIGBUS');
     });
   }
+});
+
+forBackends('pre_fault_memory_test.c with gmem attributes (§6.1, uapi in-place)', (b) => {
+  kcase(withModel(b, { uapi: 'in-place' }), 'set private through the guest_memfd; (0, size) → 0 left; again; (size−4K, 8K) and (size, 4K) → ENOENT, 4K left; the guest reads every page; slot deleted → ENOENT (no slot: shared, emulated MMIO), recreated → completes', (s) => {
+    needInPlace(s);
+    s.needCap(KVM_CAP_PRE_FAULT_MEMORY);
+    const t = new ConvFixture(s, { uapi: 'in-place', size: PF_SIZE, flags: MMAP | INIT_SHARED, slot: 10 });
+    t.setPrivate(0, PF_SIZE);
+    const gpa = TEST_GPA;
+    assert.deepEqual(preFault(s, t.vcpu, gpa, PF_SIZE), { left: 0, errno: '' });
+    assert.deepEqual(preFault(s, t.vcpu, gpa, PF_SIZE), { left: 0, errno: '' });
+    assert.deepEqual(preFault(s, t.vcpu, gpa + PF_SIZE - PAGE, 2 * PAGE), { left: PAGE, errno: 'ENOENT' });
+    assert.deepEqual(preFault(s, t.vcpu, gpa + PF_SIZE, PAGE), { left: PAGE, errno: 'ENOENT' });
+    for (let off = 0; off < PF_SIZE; off += PAGE) t.guestRmw(off, 0, null);
+    t.hostCannotFault(0);
+    s.deleteSlot(t.vm, 10);
+    assert.deepEqual(preFault(s, t.vcpu, gpa, SZ_2M), { left: SZ_2M, errno: 'ENOENT' });
+    s.setRegion(t.vm, { slot: 10, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: gpa, memory_size: PF_SIZE, userspace_addr: t.mem, guest_memfd: t.gmem, guest_memfd_offset: 0 });
+    assert.deepEqual(preFault(s, t.vcpu, gpa, SZ_2M), { left: 0, errno: '' });
+  });
+});
+
+forBackends('gmem_convert_fault_race.c, single-threaded (§6.1, uapi in-place)', (b) => {
+  kcase(withModel(b, { uapi: 'in-place' }), '512 pages INIT_SHARED written by the guest; an in-flight fault\'s reference (holdTransientRef) on page 300: set_private(all) → EAGAIN, error_offset page-aligned and < size; released → set_private(all) succeeds; set_shared(all)', (s) => {
+    needInPlace(s);
+    const N = 512;
+    const t = new ConvFixture(s, { uapi: 'in-place', size: N * PAGE, flags: MMAP | INIT_SHARED, slot: 10 });
+    const hook = s.k as unknown as { holdTransientRef?: (fd: number, off: number) => number; releaseTransientRef?: (h: number) => void };
+    assert.ok(typeof hook.holdTransientRef === 'function' && typeof hook.releaseTransientRef === 'function', 'the model\'s holdTransientRef hook');
+    t.s.guest(t.vcpu, function* (g: GuestApi) {
+      for (let i = 0; i < N; i++) yield g.write(TEST_GPA + i * PAGE, Uint8Array.of(i & 0xff));
+    });
+    t.s.run(t.vcpu);
+    const h = hook.holdTransientRef(t.gmem, 300 * PAGE);
+    const err = t.tryConvert(0, N * PAGE, true);
+    assert.equal(err?.code, 'EAGAIN');
+    const off = Number(err?.error_offset);
+    assert.ok(off % PAGE === 0 && off < N * PAGE, `error_offset 0x${off.toString(16)}`);
+    assert.equal(off, 300 * PAGE);
+    hook.releaseTransientRef(h);
+    t.setPrivate(0, N * PAGE);
+    t.setShared(0, N * PAGE);
+    t.hostRmw(300 * PAGE, 300 & 0xff, null);
+  });
 });
 
 forBackends('x86/private_mem_kvm_exits_test.c with gmem attributes (§6.1, uapi in-place)', (b) => {

@@ -18,6 +18,9 @@
  *   EAGAIN from a whole huge folio that begins below the request (lazy split + a transient
  *   reference), the only case where the folio head and max(start, folio) differ.
  * - punch 'zero-partial' vs 'aligned-only' (debate 10): a 4K punch inside a huge page.
+ * - lru 'drain-once' / 'no-drain' / 'off-lru' (debate 5, LRU handling) on a just-faulted 4K page.
+ * - the KVM mapping level's other limit (§4.2): a memslot whose gfn and guest_memfd offset are not
+ *   congruent modulo 2M is mapped at 4K only.
  *
  * These cases assert the model's metrics, so on a kernel with the uAPI they would still need the
  * model: on the host they skip, as every conversion case does, by KVM_CHECK_EXTENSION.
@@ -25,7 +28,8 @@
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_INIT_PRIVATE, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_SUPPORT_SHARED,
+  GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_INIT_PRIVATE, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP,
+  GUEST_MEMFD_FLAG_SUPPORT_SHARED,
   KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CREATE_GUEST_MEMFD,
 } from '../../src/uapi/kvm.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE } from '../../src/uapi/linux.js';
@@ -34,7 +38,7 @@ import type { Backend } from '../lib/harness.js';
 import { expectErrno } from '../lib/harness.js';
 import { forBackends, kcase, PAGE, type Session, Skip, SZ_2M } from './common.js';
 import {
-  ch, ConvFixture, GIB, modelMetrics, needInPlace, needRfc1g, SIZES, type UnitSize, withModel,
+  ch, ConvFixture, GIB, modelMetrics, needInPlace, needRfc1g, SIZES, TEST_GPA, type UnitSize, withModel,
 } from './conversion-common.js';
 
 const KEEP = FALLOC_FL_KEEP_SIZE;
@@ -60,18 +64,18 @@ function opts(gen: Gen, size: UnitSize, units: number, policy: Record<string, st
  * private is the only choice with HUGETLB) unless `shared` (rfc-1g default; in-place: converted
  * to shared right after create).
  */
-function setup(s: Session, gen: Gen, size: UnitSize, units: number, shared: boolean): ConvFixture {
+function setup(s: Session, gen: Gen, size: UnitSize, units: number, shared: boolean, gpa = TEST_GPA): ConvFixture {
   if (gen === 'rfc-1g') {
     needRfc1g(s, true);
     const flags = BigInt(GUEST_MEMFD_FLAG_SUPPORT_SHARED | (shared ? 0 : GUEST_MEMFD_FLAG_INIT_PRIVATE)) | size.r51Flags;
-    return new ConvFixture(s, { uapi: 'rfc-1g', size: units * size.bytes, flags, slot: 10 });
+    return new ConvFixture(s, { uapi: 'rfc-1g', size: units * size.bytes, flags, slot: 10, gpa });
   }
   needInPlace(s);
   const f = s.cap(KVM_CAP_GUEST_MEMFD_FLAGS);
   if ((f & GUEST_MEMFD_FLAG_HUGETLB) === 0) throw new Skip(`needs GUEST_MEMFD_FLAG_HUGETLB in KVM_CAP_GUEST_MEMFD_FLAGS: it answers 0x${f.toString(16)}`);
   const t = new ConvFixture(s, {
     uapi: 'in-place', size: units * size.bytes, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_HUGETLB, slot: 1,
-    page_order: size.name === '2M' ? 9 : 18,
+    page_order: size.name === '2M' ? 9 : 18, gpa,
   });
   if (shared) t.setShared(0, units * size.bytes);
   return t;
@@ -155,6 +159,28 @@ function defineSplit(b: Backend, gen: Gen, size: UnitSize): void {
     assert.deepEqual(folios(s, size), { whole: 0, split: 0 });
     assert.equal(Number(s.k.readFile(`${size.sysfs}/free_hugepages`).trim()), free + 1, 'the page is back in the pool');
   });
+}
+
+/**
+ * The KVM side of the mapping level (§4.2): a memslot whose base gfn and guest_memfd offset are
+ * not congruent modulo the huge page loses that level for the whole slot (R51 "Set disallow_lpage
+ * on base_gfn and guest_memfd pgoff misalignment"; the agreed policy: allowed, but no huge pages).
+ */
+function defineMisalignedSlot(b: Backend, gen: Gen): void {
+  const size = SIZE_2M;
+  const S = size.bytes;
+  for (const misaligned of [false, true]) {
+    kcase(withModel(b, opts(gen, size, 2, {})), `[${gen}] an all-private 2M block behind a memslot ${misaligned ? 'at GPA 4 GiB + 4 KiB (gfn − offset not 2M-aligned): mapped at 4K' : 'at GPA 4 GiB (aligned): mapped at 2M'}`, (s) => {
+      const t = setup(s, gen, size, 2, false, TEST_GPA + (misaligned ? PAGE : 0));
+      // Offset S − 4K: with the misaligned slot its gpa starts the second 2M-aligned gfn block.
+      t.guestRmw(S - PAGE, 0, ch('A'));
+      t.guestRmw(S, 0, ch('B'));
+      const st = modelMetrics(s).stage2_pages;
+      assert.deepEqual(folios(s, size), { whole: 2, split: 0 }, 'the folios are huge either way');
+      if (misaligned) assert.deepEqual([st['4k'], st['2m']], [2, 0], 'huge mappings disallowed for the slot');
+      else assert.deepEqual([st['4k'], st['2m']], [0, 2 * 512], 'each access mapped its 2M block');
+    });
+  }
 }
 
 // ---- atomicity and error_offset -------------------------------------------------------------------
@@ -295,15 +321,47 @@ function definePunch(b: Backend, gen: Gen): void {
   }
 }
 
+// ---- LRU batch references -----------------------------------------------------------------------------
+
+/**
+ * debate 5's LRU handling: a freshly allocated order-0 folio sits in the per-CPU LRU add batch with
+ * an extra reference. 'drain-once' (IPC-v2+) drains and re-checks; 'no-drain' fails with EAGAIN
+ * until something drains (the model's lruAddDrainAll hook); 'off-lru' (R51, IPC-v1) never has the
+ * reference.
+ */
+function defineLru(b: Backend, gen: Gen): void {
+  for (const lru of ['drain-once', 'no-drain', 'off-lru'] as const) {
+    kcase(withModel(b, { uapi: gen, policy: { lru } }), `[${gen}, lru ${lru}] a page the host just faulted in (4K file) converts to private ${lru === 'no-drain' ? '→ EAGAIN at that page until the LRU batch is drained' : 'at once'}`, (s) => {
+      if (gen === 'rfc-1g') needRfc1g(s);
+      else needInPlace(s);
+      const flags = gen === 'rfc-1g' ? GUEST_MEMFD_FLAG_SUPPORT_SHARED : GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+      const t = new ConvFixture(s, { uapi: gen, size: 4 * PAGE, flags, slot: 1 });
+      t.hostRmw(2 * PAGE, 0, ch('A'));
+      if (lru === 'no-drain') {
+        assert.deepEqual(t.tryConvert(0, 4 * PAGE, true), { code: 'EAGAIN', error_offset: 2 * PAGE });
+        t.hostRmw(2 * PAGE, ch('A'), null);
+        const hook = s.k as unknown as { lruAddDrainAll?: () => void };
+        assert.ok(typeof hook.lruAddDrainAll === 'function', 'the model\'s lruAddDrainAll hook');
+        hook.lruAddDrainAll();
+      }
+      t.setPrivate(0, 4 * PAGE);
+      t.hostCannotFault(2 * PAGE);
+      t.guestRmw(2 * PAGE, ch('A'), null);
+    });
+  }
+}
+
 forBackends('conversion policies (§7: split, merge, atomicity, error_offset, punch)', (b) => {
   for (const gen of ['rfc-1g', 'in-place'] as const) {
     describe(`uapi ${gen}`, () => {
       defineSplit(b, gen, SIZE_2M);
       defineSplit(b, gen, SIZE_1G);
+      defineMisalignedSlot(b, gen);
       definePinned(b, gen);
       defineTransientErrorOffset(b, gen);
       defineVmemmapExhaustion(b, gen);
       definePunch(b, gen);
+      defineLru(b, gen);
     });
   }
 });

@@ -14,6 +14,8 @@
  *   re-fallocate restores it; punching a 4K subpage of a huge page succeeds, zeroes only that
  *   subpage and leaves st_blocks unchanged (R51 zeroes partial huge pages, frees nothing).
  *
+ * - mmap (R51, §4.1): the address picked is huge-aligned, MAP_FIXED must be huge-aligned.
+ *
  * For 1G the host fills only the first and last 4K page of each unit with 0xaa (a full 0xaa memset
  * of 4 GiB is memory the model would have to hold); the checks read those same pages.
  */
@@ -22,7 +24,7 @@ import {
   GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_INIT_PRIVATE, GUEST_MEMFD_FLAG_SUPPORT_SHARED, GUESTMEM_HUGETLB_FLAG_1GB,
   GUESTMEM_HUGETLB_FLAG_2MB, KVM_CAP_GMEM_HUGETLB, KVM_CREATE_GUEST_MEMFD, KVM_X86_SW_PROTECTED_VM,
 } from '../../src/uapi/kvm.js';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, MAP_SHARED } from '../../src/uapi/linux.js';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, MAP_FIXED, MAP_SHARED } from '../../src/uapi/linux.js';
 import type { Backend } from '../lib/harness.js';
 import { expectErrno } from '../lib/harness.js';
 import { assertFilled, expectSignalIn, filled, forBackends, kcase, PAGE, type Session, SZ_2M } from './common.js';
@@ -124,6 +126,18 @@ function defineSize(b: Backend, size: UnitSize): void {
   });
 
   if (!size.hugetlb) return;
+
+  kcase(be, `${size.name}: mmap of a HugeTLB guest_memfd (§4.1, R51): the address mmap picks is ${size.name}-aligned; MAP_FIXED at a ${size.name}-aligned address maps, at one 4K past it → EINVAL`, (s) => {
+    needRfc1g(s, true);
+    const vm = s.vm(KVM_X86_SW_PROTECTED_VM);
+    const fd = create(s, vm, S, SUPPORT_SHARED | size.r51Flags);
+    s.anon(PAGE); // whatever the search found before, it must now skip to an aligned address
+    const a = s.mmap(S, RW, MAP_SHARED, fd, 0);
+    assert.equal(a % S, 0, `mmap returned 0x${a.toString(16)}`);
+    const fixed = 0x7e0000000000;
+    assert.equal(s.mmap(S, RW, MAP_SHARED | MAP_FIXED, fd, 0, fixed), fixed);
+    s.failsCleanly('EINVAL', () => s.k.mmap(fixed + S + PAGE, S, RW, MAP_SHARED | MAP_FIXED, fd, 0), 'MAP_FIXED not huge-aligned');
+  });
 
   kcase(be, `${size.name}: st_blocks accuracy — fallocate all; failed/no-op calls leave it; punch one unit (−1 unit); punch it again (no change); re-fallocate; punch a 4K subpage (zeroed, st_blocks unchanged)`, (s) => {
     needRfc1g(s, true);
