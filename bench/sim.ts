@@ -5,6 +5,7 @@
  * policy's alone and one run's garbage does not slow the next.
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { runPolicy } from '../src/sim/run.js';
@@ -40,11 +41,26 @@ function child(a: ChildArgs): ChildResult {
   const seconds = (performance.now() - t0) / 1000;
   return {
     seconds,
-    max_rss_mib: process.resourceUsage().maxRSS / 1024,
+    max_rss_mib: peakRssMib(),
     // Chunk conversions: the →private PSC of every accepted chunk (boot and events); with
     // guest_memfd private at start each is a kernel no-op, the other conversions are the pool's.
     chunk_conversions: r.final.sim.conversions_noop ?? 0,
   };
+}
+
+/**
+ * This process's own peak RSS: VmHWM of its address space. Not getrusage's ru_maxrss, which Linux
+ * carries over exec from the forked copy of the parent (whose RSS, after the other benchmarks, is
+ * gigabytes). Falls back to ru_maxrss where /proc is missing.
+ */
+function peakRssMib(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m !== null) return Number(m[1]) / 1024;
+  } catch {
+    // no /proc
+  }
+  return process.resourceUsage().maxRSS / 1024;
 }
 
 function inChild(a: ChildArgs): Promise<ChildResult> {
@@ -71,10 +87,15 @@ export async function simBench(): Promise<Figure[]> {
     out.push({ name: `sim snp-lazy-accept 1TiB split=${split}`, value: r.seconds, unit: 's', target: '≤ 8' });
     out.push({ name: `sim snp-lazy-accept 1TiB split=${split} peak RSS`, value: r.max_rss_mib, unit: 'MiB', target: '≤ 4096' });
   }
-  // Same events (16,384 chunks accepted after boot) on 1 TiB and 2 TiB.
-  const one = await inChild({ guest: '1TiB', split: 'eager', steps: 16384 });
-  const two = await inChild({ guest: '2TiB', split: 'eager', steps: 16384 });
-  out.push({ name: 'sim snp-lazy-accept same events 2TiB/1TiB cost ratio', value: two.seconds / one.seconds, unit: 'x', target: '≈ 1' });
+  // Same events (16,384 chunks accepted after boot) on 1 TiB and 2 TiB: about half a second each,
+  // so the fastest of three runs of each (a collection or a scheduler hiccup only slows a run).
+  let one = Infinity;
+  let two = Infinity;
+  for (let round = 0; round < 3; round++) {
+    one = Math.min(one, (await inChild({ guest: '1TiB', split: 'eager', steps: 16384 })).seconds);
+    two = Math.min(two, (await inChild({ guest: '2TiB', split: 'eager', steps: 16384 })).seconds);
+  }
+  out.push({ name: 'sim snp-lazy-accept same events 2TiB/1TiB cost ratio', value: two / one, unit: 'x', target: '≈ 1' });
   return out;
 }
 

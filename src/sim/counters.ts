@@ -16,8 +16,10 @@ export class SimCounters {
   ref_drops = 0;
   /** Pages whose private/shared state changed (VMM's view). */
   pages_converted = 0;
-  /** KVM_EXIT_MEMORY_FAULT exits answered with an implicit conversion. */
+  /** KVM_EXIT_MEMORY_FAULT exits answered with an implicit conversion ... */
   implicit_conversions = 0;
+  /** ... of which with KVM_MEMORY_EXIT_FLAG_PRIVATE (a private access to a shared page: →private). */
+  implicit_to_private = 0;
   hypercall_exits = 0;
   ucall_exits = 0;
   kvm_runs = 0;

@@ -1,13 +1,15 @@
 /**
  * Metrics sampling: one Sample per sampling point, from the model's own counters
  * (kernel.metrics(), src/kernel/metrics.ts) and the simulator's (counters.ts, the IOMMU
- * importer, the arch backend). Stage-2 levels are reported as the VM type's firmware would have
- * them (arch backend: SNP/TDX/pKVM ≤ 2M, TDX demotions), next to the model vehicle's raw levels.
- * Everything here is deterministic: no wall-clock time, no process memory.
+ * importer, the arch backend). Stage-2 levels: `stage2_model` is the model's stage-2 as it is;
+ * `stage2` is that as the VM type's firmware would have it, which is the same thing unless the
+ * arch backend applies rules the model lacks (ArchBackend.simLevelRules: TDX demotions, pKVM and
+ * the v6.18 vehicle's ≤ 2M). Everything here is deterministic: no wall-clock time, no process memory.
  */
 import type { ModelKernel } from '../kernel/model-kernel.js';
 import type { ModelMetrics } from '../kernel/metrics.js';
 import type { Level } from '../lib/types.js';
+import { SPTE_PRIVATE } from '../kvm/stage2.js';
 import type { ArchBackend, LevelPages } from './arch/types.js';
 import type { SimCounters } from './counters.js';
 import type { Iommu } from './iommu.js';
@@ -18,8 +20,8 @@ export interface Sample {
   t: number;
   /** Stage-2 mappings as the firmware would have them, in 4 KiB pages per level. */
   stage2: LevelPages;
-  /** The model vehicle's own stage-2 mappings. */
-  stage2_raw: LevelPages;
+  /** The model's own stage-2 mappings. */
+  stage2_model: LevelPages;
   iommu: LevelPages;
   /** HugeTLB folios: whole and split, 2M and 1G together (by size in `final`). */
   huge_whole: number;
@@ -29,6 +31,8 @@ export interface Sample {
   merges: number;
   conversions_done: number;
   conversions_failed: number;
+  /** KVM_EXIT_MEMORY_FAULT exits the VMM answered with an implicit conversion. */
+  implicit_conversions: number;
   eagain_returns: number;
   invalidations: number;
   tlb_flushes: number;
@@ -41,7 +45,7 @@ export interface Sample {
 /** End-of-run figures per policy: every counter, model and simulator. */
 export interface FinalMetrics {
   stage2: LevelPages;
-  stage2_raw: LevelPages;
+  stage2_model: LevelPages;
   iommu: LevelPages;
   huge_folios: ModelMetrics['huge_folios'];
   order0_folios: number;
@@ -107,12 +111,17 @@ export class Sampler {
     private readonly arch: ArchBackend,
     private readonly counters: SimCounters,
     private readonly iommu: Iommu | null,
+    /** End-of-run figures from the VMM (TDX: accepted memory the model left unmapped). */
+    private readonly vmmFinal: () => Record<string, number> = () => ({}),
   ) {}
 
   private stage2(m: ModelMetrics): LevelPages {
     const vm = this.k.state.vms.values().next().value;
     return this.arch.effective(m.stage2_pages, {
-      levelAt: (gfn: number): 0 | Level => (vm === undefined ? 0 : (vm.stage2.lookup(gfn)?.level ?? 0)),
+      privateLevelAt: (gfn: number): 0 | Level => {
+        const leaf = vm?.stage2.lookup(gfn) ?? null;
+        return leaf === null || (leaf.flags & SPTE_PRIVATE) === 0 ? 0 : leaf.level;
+      },
     });
   }
 
@@ -123,7 +132,7 @@ export class Sampler {
       step,
       t,
       stage2: this.stage2(m),
-      stage2_raw: { ...m.stage2_pages },
+      stage2_model: { ...m.stage2_pages },
       iommu: this.iommu?.pages() ?? { ...ZERO },
       huge_whole: h.whole_2m + h.whole_1g,
       huge_split: h.split_2m + h.split_1g,
@@ -132,6 +141,7 @@ export class Sampler {
       merges: m.merges,
       conversions_done: this.counters.conversions_done,
       conversions_failed: this.counters.conversions_failed,
+      implicit_conversions: this.counters.implicit_conversions,
       eagain_returns: this.counters.eagain_returns,
       invalidations: m.invalidations,
       tlb_flushes: m.tlb_flushes,
@@ -144,6 +154,13 @@ export class Sampler {
     return s;
   }
 
+  /** What the model's VM type keeps about levels (TDX: 2M ranges it mapped private at 4K, never promoted). */
+  private modelArchCounters(): Record<string, number> {
+    const vm = this.k.state.vms.values().next().value;
+    if (vm === undefined || !vm.arch.no_promotion) return {};
+    return { model_demoted_2m_blocks: vm.demoted_2m.size };
+  }
+
   final(): FinalMetrics {
     const { m, partial } = modelMetrics(this.k);
     const c = this.counters;
@@ -151,7 +168,7 @@ export class Sampler {
     for (const [key, v] of Object.entries(c)) if (typeof v === 'number') sim[key] = v;
     return {
       stage2: this.stage2(m),
-      stage2_raw: { ...m.stage2_pages },
+      stage2_model: { ...m.stage2_pages },
       iommu: this.iommu?.pages() ?? { ...ZERO },
       huge_folios: { ...m.huge_folios },
       order0_folios: m.order0_folios,
@@ -173,7 +190,7 @@ export class Sampler {
         splits: this.iommu.splits, merges: this.iommu.merges,
       },
       sim,
-      arch: this.arch.counters(),
+      arch: { ...this.arch.counters(), ...this.modelArchCounters(), ...this.vmmFinal() },
     };
   }
 }

@@ -42,8 +42,8 @@ import { Iommu } from './iommu.js';
 import {
   IO_HOST_READS, UC_ACCEPT, UC_BOOT_DONE, UC_DMA, UC_EVENT, UC_HOST_IO, UC_HOST_PIN, UC_HOST_UNPIN, UC_PUNCH,
 } from './protocol.js';
-import type { Rng } from '../lib/rng.js';
-import type { Level } from '../lib/types.js';
+import { type Level, levelPages } from '../lib/types.js';
+import { SPTE_PRIVATE } from '../kvm/stage2.js';
 import type { Scenario } from './scenario.js';
 import { BACKING_BYTES } from './schema.js';
 
@@ -80,6 +80,12 @@ export class Vmm implements ConvertTarget {
   private booted = false;
   /** Problems the VMM noticed about the model (e.g. HugeTLB backing not honoured). */
   readonly notes: string[] = [];
+  /**
+   * On the model's TDX VM: the gfns the guest accepted and has not given back since (→shared,
+   * punch). TDX keeps every one of them mapped in the S-EPT; `acceptedUnmapped` measures what
+   * the model left unmapped (its conversions zap whole huge-folio ranges).
+   */
+  private readonly accepted: RangeMap<boolean> | null;
 
   constructor(
     readonly k: ModelKernel,
@@ -87,7 +93,6 @@ export class Vmm implements ConvertTarget {
     readonly arch: ArchBackend,
     readonly counters: SimCounters,
     readonly tags: ContentTags,
-    private readonly rng: Rng,
     private readonly hooks: VmmHooks,
     /** The run's resolved policy (the VMM adapts to default_state as QEMU would). */
     private readonly policy: Policy,
@@ -97,6 +102,7 @@ export class Vmm implements ConvertTarget {
     this.uapi = sc.uapi;
     this.guest_pages = sc.guest / PAGE;
     this.shared = new RangeMap<boolean>(this.guest_pages, false);
+    this.accepted = arch.name === 'tdx' && arch.native ? new RangeMap<boolean>(this.guest_pages, false) : null;
     this.iommu = sc.iommu === 'none'
       ? null
       : new Iommu(sc.iommu, arch.maxIommuLevel > backingLevel(sc) ? backingLevel(sc) : arch.maxIommuLevel, {
@@ -216,6 +222,7 @@ export class Vmm implements ConvertTarget {
     c.pages_converted += changed;
     if (this.uapi === 'v6.18') this.discardOtherSide(gpa, size, toPrivate);
     this.shared.set(g0, g1, !toPrivate);
+    if (!toPrivate) this.accepted?.set(g0, g1, false);
     this.arch.converted(gpa, size, toPrivate);
     if (toPrivate && this.iommu !== null && this.iommu.anyMapped(g0, g1)) c.iommu_private_exposure++;
     // Devices last on →shared: the IOPTE appears only once the page is shared.
@@ -280,6 +287,26 @@ export class Vmm implements ConvertTarget {
     else this.k.fallocate(this.gmemFd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.gmemOffsetOf(gpa), size);
   }
 
+  /**
+   * TDX on the model's VM type: pages the guest accepted (and kept) against those of them the
+   * model's stage-2 maps private. TDX maps all of them; the difference is the model's doing.
+   * Null elsewhere. Cost: the stage-2 leaves, once.
+   */
+  acceptedUnmapped(): { accepted: number; unmapped: number } | null {
+    if (this.accepted === null) return null;
+    let accepted = 0;
+    for (const r of this.accepted.runs(0, this.guest_pages)) if (r.value) accepted += r.end - r.start;
+    let mapped = 0;
+    for (const vm of this.k.state.vms) {
+      for (const leaf of vm.stage2.leaves()) {
+        if ((leaf.flags & SPTE_PRIVATE) === 0) continue;
+        const end = Math.min(this.guest_pages, leaf.gfn + levelPages(leaf.level));
+        for (const r of this.accepted.runs(leaf.gfn, end)) if (r.value) mapped += r.end - r.start;
+      }
+    }
+    return { accepted, unmapped: accepted - mapped };
+  }
+
   // ---- accept sweep, punch, host user space, device ----------------------------------------------
 
   /** KVM_PRE_FAULT_MEMORY over [gpa, gpa+size) until done; false on an error. */
@@ -304,6 +331,7 @@ export class Vmm implements ConvertTarget {
 
   punch(gpa: number, size: number): void {
     this.counters.punches++;
+    this.accepted?.set(gpa / PAGE, (gpa + size) / PAGE, false);
     this.k.fallocate(this.gmemFd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, this.gmemOffsetOf(gpa), size);
   }
 
@@ -386,14 +414,16 @@ export class Vmm implements ConvertTarget {
     try {
       k.ioctl(fd, KVM_RUN, 0);
     } catch (e) {
-      if (e instanceof SyscallError && run.exit_reason === KVM_EXIT_MEMORY_FAULT) {
-        // Implicit conversion: make the page what the guest accessed it as, then re-enter.
+      if (e instanceof SyscallError && e.errno === EFAULT && run.exit_reason === KVM_EXIT_MEMORY_FAULT) {
+        // Implicit conversion (QEMU kvm_cpu_exec: -EFAULT with KVM_EXIT_MEMORY_FAULT → kvm_convert_memory):
+        // make the range what the guest accessed it as, then re-enter; KVM retries the access.
         const mf = run.memory_fault;
         const toPrivate = (mf.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) !== 0;
         if (this.shared.get(mf.gpa / PAGE) !== toPrivate) {
           throw new Error(`KVM_EXIT_MEMORY_FAULT at 0x${mf.gpa.toString(16)} (${e.code}) that no conversion can fix`);
         }
         this.counters.implicit_conversions++;
+        if (toPrivate) this.counters.implicit_to_private++;
         const r = this.convert(mf.gpa, mf.size, toPrivate);
         if (r !== 0) throw new Error(`implicit conversion at 0x${mf.gpa.toString(16)} failed: errno ${-r}`);
         return;
@@ -439,7 +469,10 @@ export class Vmm implements ConvertTarget {
         this.hooks.onEvent();
         return;
       case UC_ACCEPT:
-        if (this.prefault(a, b)) this.arch.accepted(a, b, c as Level);
+        if (this.prefault(a, b)) {
+          this.arch.accepted(a, b, c as Level);
+          this.accepted?.set(a / PAGE, (a + b) / PAGE, true);
+        }
         return;
       case UC_HOST_IO:
         this.hostIo(a, b, c);

@@ -13,8 +13,14 @@ const SMALL: Record<string, string[]> = {
 };
 
 interface J {
+  scenario: { vm: string; vm_type: { name: string; native: boolean } };
   policies: Array<{ label: string; steps: number; final: { sim: Record<string, number>; sigbus: number | null } }>;
 }
+
+/** The VM type each built-in's guest runs on (uapi in-place has SNP and TDX; pKVM is the vehicle). */
+const VM_TYPE: Record<string, string> = {
+  snp: 'KVM_X86_SNP_VM', tdx: 'KVM_X86_TDX_VM', pkvm: 'KVM_X86_SW_PROTECTED_VM', 'sw-protected': 'KVM_X86_SW_PROTECTED_VM',
+};
 
 test('the built-in scenarios are the five workloads', () => {
   assert.deepEqual(builtinNames(), Object.keys(SMALL).sort());
@@ -26,6 +32,8 @@ for (const name of Object.keys(SMALL)) {
     assert.equal(r.code, 0, r.err);
     const j = JSON.parse(r.out) as J;
     assert.ok(j.policies.length >= 2, 'a comparison');
+    assert.equal(j.scenario.vm_type.name, VM_TYPE[j.scenario.vm]);
+    assert.equal(j.scenario.vm_type.native, j.scenario.vm !== 'pkvm');
     for (const p of j.policies) {
       const s = p.final.sim;
       assert.equal(s.events, p.steps, p.label);
@@ -35,6 +43,7 @@ for (const name of Object.keys(SMALL)) {
       assert.equal(s.content_lost, 0, `${p.label}: contents lost`);
       assert.equal(s.iommu_private_exposure, 0, `${p.label}: IOPTE over private memory`);
       assert.ok((s.conversions_done ?? 0) > 0);
+      assert.equal(s.implicit_conversions, 0, `${p.label}: every access made as the kind the page is (no memory-fault exit)`);
     }
   });
 }

@@ -26,3 +26,16 @@ test('randomness reaches the host side too (pkvm-virtio, device-dma): same seed,
     assert.equal(a.out, b.out);
   }
 });
+
+test('implicit conversions on 2 vCPUs (tdx-boot): same seed, same bytes; every exit answered', async () => {
+  const args = ['tdx-boot', '--guest', '4GiB', '--steps', '200', '--vcpus', '2', '--set', 'workload.implicit=3', '--json', '--quiet'];
+  const a = await sim([...args, '--seed', '7']);
+  const b = await sim([...args, '--seed', '7']);
+  assert.equal(a.code, 0, a.err);
+  assert.equal(a.out, b.out);
+  const j = JSON.parse(a.out) as { policies: Array<{ final: { sim: Record<string, number> } }> };
+  for (const p of j.policies) {
+    assert.equal(p.final.sim.implicit_conversions, 200 * 3 * 2);
+    assert.equal(p.final.sim.conversions_failed, 0);
+  }
+});

@@ -72,16 +72,26 @@ test('refresh: split in place, no hole, merged back once uniform', () => {
   assert.equal(pins.size, 0, 'no pins: guest_memfd keeps the pages');
 });
 
-test('TDX: private leaves at most 2M, and split 2M blocks never promoted', () => {
-  const tdx = new TdxBackend();
+test('TDX on the vehicle: private leaves at most 2M, and split 2M blocks never promoted', () => {
+  const tdx = new TdxBackend(false);
   const raw = { '4k': 0, '2m': 0, '1g': P1G };
-  const view = { levelAt: (): 0 | 1 | 2 | 3 => 3 as const };
+  const view = { privateLevelAt: (): 0 | 1 | 2 | 3 => 3 as const };
   assert.deepEqual(tdx.effective(raw, view), { '4k': 0, '2m': P1G, '1g': 0 });
   tdx.converted(4096 * 513, 4096); // a 4K conversion inside the second 2M block
   tdx.accepted(4096 * 2048, 4096, 1); // a 4K re-accept in the fifth
   tdx.accepted(0, 2 ** 21, 2); // a 2M accept demotes nothing
   assert.deepEqual(tdx.effective(raw, view), { '4k': 1024, '2m': P1G - 1024, '1g': 0 });
-  assert.deepEqual(tdx.counters(), { map_gpa_exits: 0, accept_2m: 1, accept_4k: 1, demoted_2m_blocks: 2 });
+  assert.deepEqual(tdx.counters(), { map_gpa_exits: 0, accept_2m: 1, accept_4k: 1, sim_demoted_2m_blocks: 2 });
+});
+
+test("TDX on the model's TDX VM: no clamp (the model's levels), the demotions the model lacks only where it maps a private 2M leaf", () => {
+  const tdx = new TdxBackend(true);
+  const model = { '4k': 512, '2m': 3 * 512, '1g': 0 };
+  tdx.converted(4096 * 513, 4096); // block 1: the model has a private 2M leaf there → counts at 4K
+  tdx.accepted(4096 * 2048, 4096, 1); // block 4: the model maps it shared or not at all → nothing to move
+  const view = { privateLevelAt: (gfn: number): 0 | 1 | 2 | 3 => (gfn < 3 * 512 ? 2 : 0) };
+  assert.deepEqual(tdx.effective(model, view), { '4k': 1024, '2m': 2 * 512, '1g': 0 });
+  assert.deepEqual(tdx.effective(model, { privateLevelAt: () => 0 }), model);
 });
 
 test('level clamps and the accept level', () => {

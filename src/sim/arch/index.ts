@@ -36,9 +36,10 @@ const WANTED: Readonly<Record<VmTypeName, number | null>> = {
 
 /**
  * Ask the kernel which VM types it creates (KVM_CAP_VM_TYPES, as QEMU does before KVM_CREATE_VM)
- * and pick the arch's own type when it is there, else the SW_PROTECTED vehicle.
+ * and pick the arch's own type when it is there, else the SW_PROTECTED vehicle. `kernel` names
+ * the kernel for the report ('uapi v6.18').
  */
-export function chooseVmType(k: Syscalls, vm: VmTypeName): VmTypeChoice {
+export function chooseVmType(k: Syscalls, vm: VmTypeName, kernel: string): VmTypeChoice {
   const fd = k.open('/dev/kvm', O_RDWR);
   let cap: number;
   try {
@@ -52,7 +53,7 @@ export function chooseVmType(k: Syscalls, vm: VmTypeName): VmTypeChoice {
   }
   const why = wanted === null
     ? 'the model has no pKVM (arm64 protected) VM type'
-    : `this kernel has no ${TYPE_NAMES[wanted] as string} (KVM_CAP_VM_TYPES = 0x${cap.toString(16)})`;
+    : `${kernel} has no ${TYPE_NAMES[wanted] as string}: KVM_CAP_VM_TYPES = 0x${cap.toString(16)}`;
   return { type: KVM_X86_SW_PROTECTED_VM, name: 'KVM_X86_SW_PROTECTED_VM', native: vm === 'sw-protected', vm_types_cap: cap, why_vehicle: why };
 }
 

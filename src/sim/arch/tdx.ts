@@ -110,6 +110,6 @@ export class TdxBackend implements ArchBackend {
   }
 
   counters(): Record<string, number> {
-    return { map_gpa_exits: this.map_gpa_exits, accept_2m: this.accepts_2m, accept_4k: this.accepts_4k, demoted_2m_blocks: this.demoted.size };
+    return { map_gpa_exits: this.map_gpa_exits, accept_2m: this.accepts_2m, accept_4k: this.accepts_4k, sim_demoted_2m_blocks: this.demoted.size };
   }
 }

@@ -36,7 +36,10 @@ function policySection(r: SimResult, p: PolicyResult): string {
   const gp = r.scenario.guest / 4096;
   const xs = p.series.map((s) => s.t);
   const charts: string[] = [];
-  charts.push(levelChart(`${p.label}: stage-2 mappings by level`, p, gp, 'stage2'));
+  const by = r.scenario.sim_level_rules === null
+    ? `the model's ${r.scenario.vm_type.name}`
+    : `as ${r.scenario.vm_title} maps it: model + simulator rules`;
+  charts.push(levelChart(`${p.label}: stage-2 mappings by level (${by})`, p, gp, 'stage2'));
   if (p.iommu !== 'none') charts.push(levelChart(`${p.label}: IOMMU mappings by level (${p.iommu})`, p, gp, 'iommu'));
   charts.push(lines({ title: `${p.label}: huge folios`, xLabel: 'simulated time (s)', yLabel: 'folios' }, xs, [
     { name: 'whole', color: C1G, ys: p.series.map((s) => s.huge_whole) },
@@ -47,8 +50,9 @@ function policySection(r: SimResult, p: PolicyResult): string {
     { name: 'merges', color: '#1565c0', ys: p.series.map((s) => s.merges) },
     { name: 'vmemmap pages', color: '#6a1b9a', ys: p.series.map((s) => s.vmemmap_pages_in_use) },
   ]));
-  charts.push(lines({ title: `${p.label}: conversions, EAGAIN, TLB flushes`, xLabel: 'simulated time (s)', yLabel: 'cumulative' }, xs, [
+  charts.push(lines({ title: `${p.label}: conversions, memory-fault exits, EAGAIN, TLB flushes`, xLabel: 'simulated time (s)', yLabel: 'cumulative' }, xs, [
     { name: 'conversions', color: '#1565c0', ys: p.series.map((s) => s.conversions_done) },
+    { name: 'memory-fault exits', color: '#2e7d32', ys: p.series.map((s) => s.implicit_conversions) },
     { name: 'EAGAIN', color: '#c62828', ys: p.series.map((s) => s.eagain_returns) },
     { name: 'TLB flushes', color: '#757575', ys: p.series.map((s) => s.tlb_flushes) },
   ]));

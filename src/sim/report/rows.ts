@@ -45,8 +45,14 @@ export function summaryRows(r: SimResult): Row[] {
   const pair = (a: (p: PolicyResult) => number | null, b: (p: PolicyResult) => number | null): string[] =>
     ps.map((p) => `${fmtInt(a(p))} / ${fmtInt(b(p))}`);
   const rows: Row[] = [];
-  rows.push(...levelRows('stage-2 mappings', (p) => p.final.stage2, ps, gp,
-    r.scenario.vm === 'sw-protected' ? 'guest memory by leaf level' : `guest memory by leaf level, as ${r.scenario.vm_title} maps it`));
+  const sc = r.scenario;
+  if (sc.sim_level_rules === null) {
+    rows.push(...levelRows('stage-2 mappings', (p) => p.final.stage2, ps, gp, `guest memory by leaf level, the model's ${sc.vm_type.name}`));
+  } else {
+    rows.push(...levelRows('stage-2 mappings', (p) => p.final.stage2, ps, gp,
+      `guest memory by leaf level as ${sc.vm_title} maps it: the model's levels and the simulator's rules`));
+    rows.push(...levelRows('stage-2 mappings in the model', (p) => p.final.stage2_model, ps, gp, `the model's ${sc.vm_type.name} alone`));
+  }
   if (ps.some((p) => p.iommu !== 'none')) {
     rows.push({ label: 'IOMMU importer', values: ps.map((p) => p.iommu), section: false });
     rows.push(...levelRows('IOMMU mappings', (p) => p.final.iommu, ps, gp, 'shared guest memory by IOPTE level').slice(1));
@@ -65,6 +71,10 @@ export function summaryRows(r: SimResult): Row[] {
   rows.push({ label: '  hit EAGAIN / failed', values: pair((p) => p.final.sim.conversions_eagain ?? 0, (p) => p.final.sim.conversions_failed ?? 0) });
   rows.push({ label: '  EAGAIN returns / refs dropped', values: pair((p) => p.final.sim.eagain_returns ?? 0, (p) => p.final.sim.ref_drops ?? 0) });
   rows.push({ label: '  pages converted', values: f((p) => p.final.sim.pages_converted ?? 0) });
+  rows.push({
+    label: '  memory-fault exits (implicit conversions)', hint: 'the guest accessed a page as the other kind; the VMM converted it and re-entered',
+    values: f((p) => p.final.sim.implicit_conversions ?? 0),
+  });
   rows.push({ label: 'KVM', values: [], section: true });
   rows.push({ label: '  invalidations', values: f((p) => p.final.invalidations) });
   rows.push({ label: '  leaves zapped / TLB flushes', values: pair((p) => p.final.zapped_leaves, (p) => p.final.tlb_flushes) });
@@ -84,9 +94,30 @@ export function summaryRows(r: SimResult): Row[] {
   }
   rows.push({ label: r.scenario.vm_title, values: [], section: true });
   const archKeys = [...new Set(ps.flatMap((p) => Object.keys(p.final.arch)))];
-  for (const key of archKeys) rows.push({ label: `  ${key.replace(/_/g, ' ')}`, values: f((p) => p.final.arch[key] ?? 0) });
+  for (const key of archKeys) rows.push({ label: `  ${ARCH_LABELS[key] ?? key.replace(/_/g, ' ')}`, values: f((p) => p.final.arch[key] ?? 0) });
   rows.push({ label: 'model memory', values: ps.map((p) => formatBytes(p.final.model_bytes)) });
   return rows;
+}
+
+/** Arch counters whose key alone would not say which layer counted them. */
+const ARCH_LABELS: Readonly<Record<string, string>> = {
+  model_demoted_2m_blocks: '2M blocks the model keeps at 4K',
+  sim_demoted_2m_blocks: "2M blocks at 4K by the simulator's rules",
+  accepted_pages: 'pages accepted (and kept)',
+  accepted_pages_unmapped_by_model: 'of which the model left unmapped',
+};
+
+/** Which layer decides what: the VM type the guest ran on, and the simulator's own level rules. */
+function vmTypeLine(s: SimResult['scenario']): string {
+  const t = s.vm_type;
+  if (t.native && s.vm === 'sw-protected') {
+    return `VM type ${t.name} (the model's): the attribute decides private vs shared; levels and contents (preserved) are the model's`;
+  }
+  if (t.native) {
+    return `VM type ${t.name} (the model's): the model decides private vs shared per access (the guest's choice), the stage-2 levels and what a conversion does to contents`;
+  }
+  const contents = s.vm === 'pkvm' ? 'contents are preserved (as pKVM does)' : `${s.vm_title}'s content effect on conversion is not applied`;
+  return `VM type ${t.name} as a vehicle for ${s.vm_title} (${t.why_vehicle ?? 'no native type'}): the attribute decides private vs shared; ${contents}`;
 }
 
 /** The scenario in a few lines. */
@@ -95,7 +126,9 @@ export function headerLines(r: SimResult): string[] {
   const p0 = r.policies[0];
   const lines = [
     `${s.name}: ${s.description}`,
-    `guest ${formatBytes(s.guest)}, ${s.vm_title} (model vehicle ${s.vehicle}), ${s.backing === '4K' ? '4K folios' : `HugeTLB ${s.backing}`}, uapi ${s.uapi}, ${s.vcpus} vCPUs${s.iommu !== 'none' ? `, IOMMU ${s.iommu}` : ''}, seed ${s.seed}`,
+    `guest ${formatBytes(s.guest)}, ${s.vm_title}, ${s.backing === '4K' ? '4K folios' : `HugeTLB ${s.backing}`}, uapi ${s.uapi}, ${s.vcpus} vCPUs${s.iommu !== 'none' ? `, IOMMU ${s.iommu}` : ''}, seed ${s.seed}`,
+    vmTypeLine(s),
+    ...(s.sim_level_rules !== null ? [`the simulator adds to the model's stage-2 levels: ${s.sim_level_rules}`] : []),
     `workload ${s.workload}: ${Object.entries(s.params).map(([k, v]) => `${k}=${typeof v === 'number' && /size|chunk|bounce|pool|region|burst|touch|request/.test(k) ? formatBytes(v) : String(v)}`).join(' ')}`,
     `the guest asks by ${s.how_guest_asks}`,
   ];

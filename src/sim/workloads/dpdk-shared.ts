@@ -13,7 +13,7 @@ import { bytesTag } from '../contents.js';
 import { IO_HOST_WRITES, UC_BOOT_DONE, UC_EVENT, UC_HOST_IO, UC_HOST_PIN, UC_HOST_UNPIN } from '../protocol.js';
 import type { Scenario } from '../scenario.js';
 import { formatBytes, GiB, MiB } from '../units.js';
-import { M2, num, PAGE, type Workload, type WorkloadCtx, type WorkloadSpec } from './types.js';
+import { M2, num, PAGE, SHARED, type Workload, type WorkloadCtx, type WorkloadSpec } from './types.js';
 
 function geometry(sc: Scenario): { touch: number; base: number; slots: number; size: number } {
   const size = num(sc.params, 'buffer_size');
@@ -97,7 +97,7 @@ export const dpdkShared: WorkloadSpec = {
           pinned.push(gpa);
           if (pinned.length > num(sc.params, 'inflight')) yield g.ucall(UC_HOST_UNPIN, pinned.shift() as number, burst);
         }
-        const got = (yield g.read(gpa, 8)) as Uint8Array;
+        const got = (yield g.read(gpa, 8, SHARED)) as Uint8Array;
         if (bytesTag(got) !== tags.expected(gpa / PAGE)) counters.content_lost++;
         tags.forget(gpa / PAGE);
         if (recycle > 0 && n % recycle === recycle - 1) {

@@ -13,6 +13,16 @@
  * `coherent_every` events a dma_alloc_coherent buffer is made shared, used by the host, and
  * freed (→private again, re-accepted at 4K).
  *
+ * Implicit conversions (`implicit: N`, SNP/TDX VM types only): after accepting its chunk, the
+ * event uses N pages of it as shared buffers without asking first (KVM turns an access of the
+ * other kind into an exit to user space, which QEMU answers by converting): the guest writes the page shared (C-bit
+ * clear / shared bit set), KVM_RUN fails with EFAULT and KVM_EXIT_MEMORY_FAULT (flags 0, the
+ * page's gpa, size 4096), the VMM converts that page shared (QEMU kvm_convert_memory) and re-enters,
+ * the write completes; the host reads the page; then the guest takes the page back by accessing it
+ * private: the same exit with KVM_MEMORY_EXIT_FLAG_PRIVATE, a conversion back, re-entry; and it
+ * re-accepts the page at 4K. Two exits per page; the pages are spread evenly over the chunk
+ * (page j at offset ⌊j × chunk pages / N⌋).
+ *
  * Layout (hand-checkable): low = min(guest, 4 GiB); bounce pool = [align2M(low − bounce), +bounce);
  * per-CPU pages at pool − 2 MiB + 8 KiB × cpu (256 CPUs per 2 MiB, further ones 2 MiB lower).
  */
@@ -24,7 +34,7 @@ import type { Scenario } from '../scenario.js';
 import type { ParamSpecs } from '../schema.js';
 import { formatBytes, GiB, MiB } from '../units.js';
 import type { Vmm } from '../vmm.js';
-import { IndexPermutation, M2, num, PAGE, type Workload, type WorkloadCtx } from './types.js';
+import { IndexPermutation, M2, num, PAGE, PRIVATE, SHARED, type Workload, type WorkloadCtx } from './types.js';
 
 export function lazyAcceptParams(defaults: { percpu_shared: boolean; coherent_every: number; rate: number }): ParamSpecs {
   return {
@@ -40,6 +50,10 @@ export function lazyAcceptParams(defaults: { percpu_shared: boolean; coherent_ev
     io_size: { kind: 'size', doc: 'bytes per virtio request', min: 4096, max: 64 * MiB, multipleOf: 4096, default: 16 * 1024 },
     coherent_every: { kind: 'int', doc: 'a shared dma_alloc_coherent buffer made and freed every N events (0: never)', min: 0, max: 1_000_000, default: defaults.coherent_every },
     coherent_size: { kind: 'size', doc: 'bytes per coherent buffer', min: 4096, max: M2, multipleOf: 4096, default: 4096 },
+    implicit: {
+      kind: 'int', min: 0, max: 262144, default: 0,
+      doc: 'pages per accepted chunk the guest shares and takes back without asking (SNP/TDX VM types): each access of the wrong kind is a KVM_EXIT_MEMORY_FAULT the VMM answers with a conversion (0: every conversion is an explicit request)',
+    },
     rate: { kind: 'number', doc: 'events per simulated second', min: 1e-3, max: 1e9, default: defaults.rate },
   };
 }
@@ -85,6 +99,11 @@ export function checkLazyAccept(sc: Scenario): Array<[string, string]> {
   if (l.percpu_lowest < 0 || l.bounce_gpa < 0) {
     out.push(['bounce', `${formatBytes(l.bounce)} and the per-CPU pages do not fit below ${formatBytes(l.low)}`]);
   }
+  const implicit = num(p, 'implicit');
+  if (implicit > chunk / PAGE) out.push(['implicit', `${implicit} pages do not fit in a ${formatBytes(chunk)} chunk (${chunk / PAGE} pages)`]);
+  if (implicit > 0 && (sc.vm === 'sw-protected' || sc.vm === 'pkvm' || sc.uapi === 'v6.18')) {
+    out.push(['implicit', `implicit conversions need a VM type on which the guest chooses private or shared per access: vm snp or tdx on uapi in-place or rfc-1g (here vm ${sc.vm}, uapi ${sc.uapi})`]);
+  }
   if (num(p, 'io_every') > 0 && l.bounce < num(p, 'io_size')) {
     out.push(['io_size', `${formatBytes(num(p, 'io_size'))} does not fit in the bounce pool (${formatBytes(l.bounce)}); set io_every: 0 or a pool`]);
   }
@@ -105,6 +124,7 @@ export function createLazyAccept(ctx: WorkloadCtx): Workload {
   const io_size = num(p, 'io_size');
   const coherent_every = num(p, 'coherent_every');
   const coherent_size = num(p, 'coherent_size');
+  const implicit = num(p, 'implicit');
   let accepted_events = 0;
   let io_count = 0;
 
@@ -131,11 +151,27 @@ export function createLazyAccept(ctx: WorkloadCtx): Workload {
     const gpa = l.bounce_gpa + (j % slots) * io_size;
     if (j % 2 === 0) {
       yield g.ucall(UC_HOST_IO, gpa, io_size, IO_HOST_WRITES);
-      const got = (yield g.read(gpa, 8)) as Uint8Array;
+      const got = (yield g.read(gpa, 8, SHARED)) as Uint8Array;
       if (bytesTag(got) !== tags.expected(gpa / PAGE)) counters.content_lost++;
     } else {
-      yield g.write(gpa, tagBytes(tags.issue(gpa / PAGE)));
+      yield g.write(gpa, tagBytes(tags.issue(gpa / PAGE)), SHARED);
       yield g.ucall(UC_HOST_IO, gpa, io_size, IO_HOST_READS);
+    }
+  }
+
+  /**
+   * `implicit` pages of the chunk at gpa used shared and taken back with no request: each access
+   * of the wrong kind exits with KVM_EXIT_MEMORY_FAULT and the VMM converts the page.
+   */
+  function* implicitUse(g: GuestApi, gpa: number, size: number): GuestSeq {
+    const pages = size / PAGE;
+    for (let j = 0; j < implicit; j++) {
+      const page = gpa + Math.floor((j * pages) / implicit) * PAGE;
+      yield g.write(page, tagBytes(tags.issue(page / PAGE)), SHARED); // exit: the VMM converts →shared
+      yield g.ucall(UC_HOST_IO, page, PAGE, IO_HOST_READS);
+      tags.forget(page / PAGE);
+      yield g.read(page, 8, PRIVATE); // exit: the VMM converts →private
+      yield* arch.accept(g, page, PAGE);
     }
   }
 
@@ -146,7 +182,7 @@ export function createLazyAccept(ctx: WorkloadCtx): Workload {
     const size = Math.min(coherent_size, sc.guest - base);
     const gpa = base + Math.floor(rng.below(Math.max(1, (Math.min(chunk, sc.guest - base) - size) / PAGE + 1))) * PAGE;
     if ((yield* arch.requestConvert(g, gpa, size, false)) !== 0) return;
-    yield g.write(gpa, tagBytes(tags.issue(gpa / PAGE)));
+    yield g.write(gpa, tagBytes(tags.issue(gpa / PAGE)), SHARED);
     yield g.ucall(UC_HOST_IO, gpa, size, IO_HOST_READS);
     tags.forget(gpa / PAGE);
     yield* acceptRange(g, arch, gpa, size);
@@ -170,8 +206,8 @@ export function createLazyAccept(ctx: WorkloadCtx): Workload {
         for (let cpu = 0; cpu < sc.vcpus; cpu++) yield* arch.requestConvert(g, percpuGpa(cpu), PAGE, false);
         // Each CPU then uses its runtime data: the GHCB (shared) and the backup page next to it (private).
         for (let cpu = 0; cpu < sc.vcpus; cpu++) {
-          yield g.write(percpuGpa(cpu), new Uint8Array(8));
-          yield g.write(percpuGpa(cpu) + PAGE, new Uint8Array(8));
+          yield g.write(percpuGpa(cpu), new Uint8Array(8), SHARED);
+          yield g.write(percpuGpa(cpu) + PAGE, new Uint8Array(8), PRIVATE);
         }
       }
       yield g.ucall(UC_BOOT_DONE);
@@ -179,7 +215,9 @@ export function createLazyAccept(ctx: WorkloadCtx): Workload {
     *event(g: GuestApi, _vcpu: number, n: number): GuestSeq {
       if (n < event_chunks) {
         const gpa = chunkGpa(n);
-        yield* acceptRange(g, arch, gpa, Math.min(chunk, sc.guest - gpa));
+        const size = Math.min(chunk, sc.guest - gpa);
+        yield* acceptRange(g, arch, gpa, size);
+        if (implicit > 0) yield* implicitUse(g, gpa, size);
         accepted_events = n + 1;
       }
       if (io_every > 0 && l.bounce > 0 && n % io_every === io_every - 1) yield* virtio(g);

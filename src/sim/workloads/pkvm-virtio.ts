@@ -12,7 +12,7 @@ import { bytesTag, tagBytes } from '../contents.js';
 import { IO_HOST_READS, IO_HOST_WRITES, UC_BOOT_DONE, UC_EVENT, UC_HOST_IO, UC_HOST_PIN } from '../protocol.js';
 import type { Scenario } from '../scenario.js';
 import { formatBytes, GiB, MiB } from '../units.js';
-import { M2, num, PAGE, type Workload, type WorkloadCtx, type WorkloadSpec } from './types.js';
+import { M2, num, PAGE, PRIVATE, SHARED, type Workload, type WorkloadCtx, type WorkloadSpec } from './types.js';
 
 function regionOf(sc: Scenario): { gpa: number; size: number } {
   const size = sc.params.region === 'auto' ? Math.max(M2, Math.min(Math.floor(sc.guest / 4 / M2) * M2, GiB)) : num(sc.params, 'region');
@@ -63,14 +63,14 @@ export const pkvmVirtio: WorkloadSpec = {
           const gpa = region.gpa + slot * req;
           const toHost = rng.bool(num(sc.params, 'write_ratio'));
           // The guest writes its request in place, then shares the pages (pKVM preserves them).
-          if (toHost) yield g.write(gpa, tagBytes(tags.issue(gpa / PAGE)));
-          else yield g.write(gpa, new Uint8Array(8)); // the driver touches its buffer (first use donates it)
+          if (toHost) yield g.write(gpa, tagBytes(tags.issue(gpa / PAGE)), PRIVATE);
+          else yield g.write(gpa, new Uint8Array(8), PRIVATE); // the driver touches its buffer (first use donates it)
           if ((yield* arch.requestConvert(g, gpa, req, false)) === 0) {
             if (toHost) {
               yield g.ucall(UC_HOST_IO, gpa, req, IO_HOST_READS);
             } else {
               yield g.ucall(UC_HOST_IO, gpa, req, IO_HOST_WRITES);
-              const got = (yield g.read(gpa, 8)) as Uint8Array;
+              const got = (yield g.read(gpa, 8, SHARED)) as Uint8Array;
               if (bytesTag(got) !== tags.expected(gpa / PAGE)) counters.content_lost++;
             }
             if (rng.bool(num(sc.params, 'host_hold'))) yield g.ucall(UC_HOST_PIN, gpa, req);

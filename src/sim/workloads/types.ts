@@ -85,6 +85,14 @@ export class IndexPermutation {
   }
 }
 
+/**
+ * The guest's choice per access (SNP C-bit, TDX shared bit): what the model's SNP/TDX VM types
+ * act on. Shared memory (bounce buffers, GHCBs, buffers given to the host) is accessed shared,
+ * everything else private. On the SW_PROTECTED vehicle the attribute decides and these are ignored.
+ */
+export const SHARED = { private: false } as const;
+export const PRIVATE = { private: true } as const;
+
 export const PAGE = 4096;
 export const M2 = 2 ** 21;
 export const G1 = 2 ** 30;
