@@ -36,6 +36,11 @@ export interface GmemOwnerOps {
   invalidateBegin(): void;
   /** Zap the stage-2 mappings of [gfn_start, gfn_end) selected by `filter`; flush TLBs. */
   zapGfnRange(gfn_start: number, gfn_end: number, filter: InvalidateFilter): void;
+  /**
+   * A folio under [gfn_start, gfn_end) was split in place: no mapping may stay larger than 4K there
+   * (TDX demotes its S-EPT leaves; the other types zap their huge leaves, which refault).
+   */
+  splitHugeMappings(gfn_start: number, gfn_end: number): void;
   /** mmu_invalidate_end: bump the sequence. */
   invalidateEnd(): void;
 }

@@ -94,7 +94,10 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
     if (ctx.phys.nr_buddy_free < cost) return { errno: ENOMEM, error_index: s };
   }
   // --- point of no return (for 'rollback': until a step fails) ---
-  const nr = inode.folio_pages;
+  // R51 invalidates the range rounded out to whole huge blocks (every mapping of an affected block
+  // goes); the in-place series zaps exactly the range (HugeTLB WIP: after splitting the KVM leaves
+  // that cross its edges, which the VM does for TDX; other VMs zap a crossing huge leaf whole).
+  const nr = inode.uapi === 'rfc-1g' ? inode.folio_pages : 1;
   const lo = Math.floor(s / nr) * nr;
   const hi = Math.min(inode.nr_pages, Math.ceil(e / nr) * nr);
   const touched = invalidateBegin(inode, lo, hi, filterOf(inode, s, e));

@@ -44,3 +44,24 @@ export function filterFor(inode: GmemInode): InvalidateFilter {
   if (inode.shareability !== null) return 'both';
   return inode.init_shared ? 'shared' : 'private';
 }
+
+/**
+ * A folio of [start, end) was split in place: every VM bound there drops (or demotes) the mappings
+ * larger than 4K, inside an invalidate begin/end of its own. Returns how many VMs took part.
+ */
+export function splitHugeMappings(inode: GmemInode, start: number, end: number): number {
+  assert(inode.invalidate_lock.held, 'restructure without the invalidate lock');
+  let n = 0;
+  for (const file of inode.files) {
+    if (file.bindings.allEqual(start, Math.min(end, inode.nr_pages), null)) continue;
+    file.owner.invalidateBegin();
+    n++;
+    for (const run of file.bindings.runs(start, Math.min(end, inode.nr_pages))) {
+      const slot = run.value;
+      if (slot === null) continue;
+      file.owner.splitHugeMappings(slot.base_gfn + (run.start - slot.gmem_pgoff), slot.base_gfn + (run.end - slot.gmem_pgoff));
+    }
+    file.owner.invalidateEnd();
+  }
+  return n;
+}

@@ -6,7 +6,7 @@
  */
 import type { GmemContext } from './context.js';
 import type { GmemInode } from './inode.js';
-import { invalidateBegin, invalidateEnd } from './invalidate.js';
+import { splitHugeMappings } from './invalidate.js';
 
 /**
  * Split the whole huge folio of the block containing `index`, if there is one. False: no vmemmap
@@ -18,14 +18,14 @@ export function splitBlock(inode: GmemInode, ctx: GmemContext, index: number, in
   if (e === null || e.split) return true;
   if (!(ctx.phys.hugetlb?.split(e.head) ?? false)) return false;
   inode.pages.setSplit(e.index, e.order, true);
-  if (in_invalidation) return true;
-  // KVM (and an IOMMU importer) may map the whole folio with one huge leaf: a leaf larger than
-  // the folio now is must go (the next fault maps at the order the split folio allows).
+  // KVM (and an IOMMU importer) may map parts of the folio with huge leaves: no leaf may stay
+  // larger than the folio now is (TDX demotes them; the others zap them and refault at 4K). Inside
+  // a conversion this nests in its invalidation and is not counted again.
   const end = e.index + 2 ** e.order;
-  const touched = invalidateBegin(inode, e.index, end, 'both');
-  ctx.stats.invalidations += touched.length;
+  const vms = splitHugeMappings(inode, e.index, end);
+  if (in_invalidation) return true;
+  ctx.stats.invalidations += vms;
   inode.notifyImporters(e.index, end, 'invalidate', 'restructure');
-  invalidateEnd(touched);
   inode.notifyImporters(e.index, end, 'refresh', 'restructure');
   return true;
 }

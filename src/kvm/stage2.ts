@@ -42,6 +42,8 @@ export class Stage2 {
   /** Remote TLB flushes requested by zaps that removed something. */
   nr_tlb_flushes = 0;
   nr_zapped_leaves = 0;
+  /** Huge leaves demoted in place (split at a range edge). */
+  nr_demotions = 0;
 
   /** The leaf mapping `gfn`, or null. */
   lookup(gfn: number): Leaf | null {
@@ -135,6 +137,93 @@ export class Stage2 {
       this.nr_zapped_leaves += n;
     }
     return n;
+  }
+
+  /**
+   * Demote the huge leaves (selected by `filter`) that cross an edge of [gfn_start, gfn_end), so that
+   * a following zap of exactly that range leaves their other pages mapped (TDX's split of
+   * cross-boundary S-EPT leaves: BLOCK/TRACK/DEMOTE). A 1G leaf becomes 2M leaves, a crossing 2M
+   * leaf 4K leaves. Returns the 2M blocks (gfn / 512) that got 4K leaves.
+   */
+  splitEdges(gfn_start: number, gfn_end: number, filter: InvalidateFilter): number[] {
+    const demoted: number[] = [];
+    const want = (flags: number): boolean =>
+      filter === 'both' || (filter === 'private') === ((flags & SPTE_PRIVATE) !== 0);
+    for (const edge of [gfn_start, gfn_end]) {
+      const g = Math.floor(edge / PAGES_PER_1G);
+      const l1 = this.leaves1g.get(g);
+      if (l1 !== undefined && edge % PAGES_PER_1G !== 0 && want(l1.flags)) {
+        this.leaves1g.delete(g);
+        this.nr_1g_leaves--;
+        for (let i = 0; i < 512; i++) {
+          this.leaves2m.set(g * 512 + i, { pfn: (l1.pfn + i * PAGES_PER_2M) as Pfn, flags: l1.flags });
+          this.nr_2m_leaves++;
+        }
+        this.nr_demotions++;
+      }
+      const b = Math.floor(edge / PAGES_PER_2M);
+      const l2 = this.leaves2m.get(b);
+      if (l2 !== undefined && edge % PAGES_PER_2M !== 0 && want(l2.flags)) {
+        this.leaves2m.delete(b);
+        this.nr_2m_leaves--;
+        const t = new Table();
+        for (let i = 0; i < TABLE; i++) {
+          t.pfns[i] = l2.pfn + i + 1;
+          t.flags[i] = l2.flags;
+        }
+        t.count = TABLE;
+        this.tables.set(b, t);
+        this.nr_4k += TABLE;
+        this.nr_demotions++;
+        demoted.push(b);
+      }
+    }
+    return demoted;
+  }
+
+  /**
+   * A folio under [gfn_start, gfn_end) was split: no leaf may be larger than 4K there any more.
+   * `demote`: split huge leaves into 4K leaves in place (TDX: S-EPT DEMOTE); otherwise zap them.
+   * 4K leaves stay. Returns the 2M blocks (gfn / 512) that got 4K leaves by demotion.
+   */
+  dropHuge(gfn_start: number, gfn_end: number, demote: boolean): number[] {
+    const out: number[] = [];
+    const zapped_before = this.nr_zapped_leaves;
+    for (const k of keysInRange(this.leaves1g, Math.floor(gfn_start / PAGES_PER_1G), Math.ceil(gfn_end / PAGES_PER_1G))) {
+      const l = this.leaves1g.get(k) as HugeLeaf;
+      this.leaves1g.delete(k);
+      this.nr_1g_leaves--;
+      if (!demote) {
+        this.nr_zapped_leaves++;
+        continue;
+      }
+      for (let i = 0; i < 512; i++) {
+        this.leaves2m.set(k * 512 + i, { pfn: (l.pfn + i * PAGES_PER_2M) as Pfn, flags: l.flags });
+        this.nr_2m_leaves++;
+      }
+      this.nr_demotions++;
+    }
+    for (const k of keysInRange(this.leaves2m, Math.floor(gfn_start / TABLE), Math.ceil(gfn_end / TABLE))) {
+      const l = this.leaves2m.get(k) as HugeLeaf;
+      this.leaves2m.delete(k);
+      this.nr_2m_leaves--;
+      if (!demote) {
+        this.nr_zapped_leaves++;
+        continue;
+      }
+      const t = new Table();
+      for (let i = 0; i < TABLE; i++) {
+        t.pfns[i] = l.pfn + i + 1;
+        t.flags[i] = l.flags;
+      }
+      t.count = TABLE;
+      this.tables.set(k, t);
+      this.nr_4k += TABLE;
+      this.nr_demotions++;
+      out.push(k);
+    }
+    if (this.nr_zapped_leaves > zapped_before) this.nr_tlb_flushes++;
+    return out;
   }
 
   /** Every leaf, ascending by gfn (checker, metrics). */

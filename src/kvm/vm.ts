@@ -116,8 +116,19 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
   }
 
   zapGfnRange(gfn_start: number, gfn_end: number, filter: InvalidateFilter): void {
-    // The filter only matters for VMs with separate private page tables (TDX mirror roots).
-    this.stage2.zap(gfn_start, gfn_end, this.hasMirrorRoots() ? filter : 'both');
+    // The filter only matters for VMs with separate private page tables (TDX mirror roots); TDX
+    // also splits private leaves that cross the range's edges first, so accepted memory around a
+    // conversion or a punch stays mapped (TDX huge-page support). Other VMs zap crossing leaves
+    // whole; they refault.
+    if (!this.hasMirrorRoots()) {
+      this.stage2.zap(gfn_start, gfn_end, 'both');
+      return;
+    }
+    for (const block of this.stage2.splitEdges(gfn_start, gfn_end, filter === 'shared' ? 'shared' : 'private')) {
+      // The demoted 2M range now has 4K private leaves: never promoted again.
+      this.notePrivateMapping(block * 512, PG_LEVEL_4K);
+    }
+    this.stage2.zap(gfn_start, gfn_end, filter);
   }
 
   invalidateEnd(): void {
@@ -126,8 +137,15 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
     this.mmu_invalidate_seq++;
   }
 
+  splitHugeMappings(gfn_start: number, gfn_end: number): void {
+    for (const block of this.stage2.dropHuge(gfn_start, gfn_end, this.hasMirrorRoots())) {
+      this.notePrivateMapping(block * 512, PG_LEVEL_4K);
+    }
+  }
+
+  /** TDX keeps private mappings in a separate (mirror / S-EPT) root; the other types share one. */
   private hasMirrorRoots(): boolean {
-    return false; // TDX only; the model's x86 VM types share one root
+    return this.arch.no_promotion; // TDX
   }
 
   /** MMU notifier: host PTEs of [hva_start, hva_end) are going away. */

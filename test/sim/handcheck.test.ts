@@ -23,12 +23,16 @@
  *     ranges of a 1G folio: the model maps min(1G folio, 1G slot alignment, SNP's 2M) = 2M, two
  *     faults and two 2M leaves per chunk. Chunk 767 allocates B2's folio, chunk 768 B3's.
  *     → 514 faults, 514 2M leaves (2 in B2, 512 in B3).
- *  2. The pool →shared: 3 PSCs (253 × 2M = 506 MiB, 506 MiB, 12 MiB); each invalidates B3's
- *     range (rounded out to the 1G folio). The first zaps B3's 512 2M leaves (1 TLB flush); the
- *     other two find nothing. Eager: B3's folio is split to 4K (split #1).
- *  3. 4 GHCB pages →shared, one PSC each, each an invalidation of B2's range. The first zaps
- *     the 2 leaves of chunk 767 (1 flush) — also the lower 2M of that chunk, which nobody touches
- *     again, so it stays unmapped; eager splits B2's folio (split #2). Then each CPU writes its GHCB
+ *  2. The pool →shared: 3 PSCs (253 × 2M = 506 MiB, 506 MiB, 12 MiB); each invalidates exactly
+ *     its range and zaps the 2M leaves there. Lazy: 253, 253 and 6 leaves (512 in all), one TLB
+ *     flush each (3). Eager: the first PSC zaps its 253 leaves (1 flush) and splits B3's folio to
+ *     4K (split #1), and no leaf may stay larger than the folio: B3's other 259 2M leaves go too
+ *     (1 flush); the other two PSCs find nothing. Eager: 512 leaves, 2 flushes.
+ *  3. 4 GHCB pages →shared, one PSC each, each an invalidation of exactly the converted page (the
+ *     in-place series zaps the range, not the whole folio; a huge leaf crossing it goes whole on
+ *     SNP). The first zaps the 2M leaf of chunk 767's upper half [3G − 2M, 3G) (1 flush). Lazy: its
+ *     lower half [3G − 4M, 3G − 2M) stays mapped at 2M. Eager: B2's folio is split (split #2) and
+ *     that lower 2M leaf goes with it (1 more leaf, 1 more flush). Then each CPU writes its GHCB
  *     (a shared access) and its backup page (a private access), all in the last 2M of B2, which is
  *     mixed: 8 faults, 8 4K leaves under both policies (eager: the folio is 4K folios; lazy: the
  *     folio is whole but the 2M range is mixed, so the largest order KVM may map is 0). A shared
@@ -49,7 +53,9 @@
  * Totals:
  *                        eager                               lazy
  *  stage-2 at 4K         261,120 + 8 + 47 = 261,175          8 + 47 = 55
- *  stage-2 at 2M         1,024 × 512 = 524,288               (1,024 + 510) × 512 = 785,408
+ *  stage-2 at 2M         1,024 × 512 = 524,288               (1,024 + 510 + 1) × 512 = 785,920
+ *                                                            (+1: chunk 767's lower 2M, mapped at boot
+ *                                                            and never zapped)
  *  stage-2 at 1G         0 (SNP: private ≤ 2M; the shared pool is 4K folios)
  *  (the per-level figures the simulator's ≤ 2M clamp of the SW_PROTECTED vehicle's 1G leaves used to
  *  give; the fault and zap counts differ: the model now faults and zaps the 2M leaves one by one)
@@ -62,7 +68,7 @@
  *  invalidations         3 pool + 4 GHCB = 7 (no-ops do none) 7 + 1: the host fault that splits B3
  *                                                            invalidates B3's KVM mappings (a huge leaf
  *                                                            may map the whole folio; here none is left)
- *  leaves zapped, flushes 512 + 2 = 514, 2                   514, 2
+ *  leaves zapped, flushes 512 + 2 = 514, 2 + 2 = 4           512 + 1 = 513, 3 + 1 = 4
  *  conversions           257 + 3 + 4 + 767 = 1,031 requested and done, 257 + 767 = 1,024 no-ops,
  *                        262,144 + 4 = 262,148 pages converted, no memory-fault exit (both)
  *  PSC requests 1,031; PVALIDATE at 2M: 1,024 chunks × 2 = 2,048 (both).
@@ -112,8 +118,7 @@ test('4 GiB SNP guest on 1G pages: eager vs lazy split, checked by hand', () => 
     assert.equal(p.final.sim.content_lost, 0);
     assert.equal(p.final.host_faults, 188);
     assert.equal(p.final.sigbus, 0);
-    assert.equal(p.final.zapped_leaves, 514);
-    assert.equal(p.final.tlb_flushes, 2);
+    assert.equal(p.final.tlb_flushes, 4);
     assert.equal(p.final.merges, 0);
     assert.deepEqual(p.final.arch, { psc_requests: 1031, pvalidate_2m: 2048, pvalidate_4k: 0 });
     assert.deepEqual(p.final.model_conversions, { done: 1031, eagain: 0, failed: 0, pages: 262148 });
@@ -124,6 +129,7 @@ test('4 GiB SNP guest on 1G pages: eager vs lazy split, checked by hand', () => 
   assert.equal(r.scenario.sim_level_rules, null);
   // Eager: B2 and B3 split at conversion; B2's private memory maps at 4K.
   assert.deepEqual(eager.final.stage2_model, { '4k': 261175, '2m': 524288, '1g': 0 });
+  assert.equal(eager.final.zapped_leaves, 514);
   assert.deepEqual(eager.final.huge_folios, { whole_2m: 0, split_2m: 0, whole_1g: 2, split_1g: 2 });
   assert.equal(eager.final.splits, 2);
   assert.equal(eager.final.vmemmap_pages_allocated, 8190);
@@ -131,7 +137,8 @@ test('4 GiB SNP guest on 1G pages: eager vs lazy split, checked by hand', () => 
   assert.equal(eager.final.guest_faults, 262713);
   assert.equal(eager.final.invalidations, 7);
   // Lazy: only B3 splits, at the host's first fault; B2 maps at 2M around its mixed 2M.
-  assert.deepEqual(lazy.final.stage2_model, { '4k': 55, '2m': 785408, '1g': 0 });
+  assert.deepEqual(lazy.final.stage2_model, { '4k': 55, '2m': 785920, '1g': 0 });
+  assert.equal(lazy.final.zapped_leaves, 513);
   assert.deepEqual(lazy.final.huge_folios, { whole_2m: 0, split_2m: 0, whole_1g: 3, split_1g: 1 });
   assert.equal(lazy.final.splits, 1);
   assert.equal(lazy.final.vmemmap_pages_allocated, 4095);

@@ -9,7 +9,7 @@ import { modelKernel } from '../lib/harness.js';
 import {
   GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_MMAP, KVM_CAP_VM_TYPES, KVM_CHECK_EXTENSION, KVM_CREATE_GUEST_MEMFD,
   KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_EXIT_HLT, KVM_EXIT_IO, KVM_EXIT_MEMORY_FAULT, KVM_MEM_GUEST_MEMFD,
-  KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_RUN, KVM_SET_MEMORY_ATTRIBUTES2, KVM_SET_USER_MEMORY_REGION2, KVM_X86_SNP_VM,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_PRE_FAULT_MEMORY, KVM_RUN, KVM_SET_MEMORY_ATTRIBUTES2, KVM_SET_USER_MEMORY_REGION2, KVM_X86_SNP_VM,
   KVM_X86_TDX_VM,
 } from '../../src/uapi/kvm.js';
 import { MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE } from '../../src/uapi/linux.js';
@@ -19,8 +19,8 @@ import type { GuestCode } from '../../src/kvm/guest.js';
 const G = 2 ** 30;
 const GPA = 2 ** 32;
 
-function setup(type: number) {
-  const k = modelKernel({ uapi: 'in-place', hugepages: { '1G': 1 }, memoryBytes: 4 * G });
+function setup(type: number, split: 'eager' | 'lazy' = 'eager') {
+  const k = modelKernel({ uapi: 'in-place', hugepages: { '1G': 1 }, memoryBytes: 4 * G, policy: { split } });
   const kvm = k.open('/dev/kvm', O_RDWR);
   const vm = k.ioctl(kvm, KVM_CREATE_VM, type);
   const gmem = k.ioctl(vm, KVM_CREATE_GUEST_MEMFD, { size: G, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_HUGETLB, page_order: 18 });
@@ -103,4 +103,24 @@ test('TDX never promotes: a 2M range mapped private at 4K stays at 4K', () => {
     yield g.ucall(0);
   });
   assert.equal(k.metrics().stage2_pages['2m'], 0, 'TDX: no 2M leaf in a range that was mapped at 4K');
+});
+
+test('a 4K conversion inside private 2M leaves of a 1G folio: TDX demotes, SNP zaps; eager splits cost the whole block', () => {
+  // Lazy: the folio stays whole; only the 2M leaf crossing the converted page is affected (TDX
+  // demotes it into 512 4K leaves and zaps one; SNP zaps it whole). Eager: the 1G folio is split
+  // to 4K, so no leaf may stay larger than 4K anywhere in the block (TDX demotes all four 2M leaves,
+  // SNP zaps them).
+  const cases = [
+    [KVM_X86_TDX_VM, 'lazy', { '4k': 511, '2m': 1536, '1g': 0 }],
+    [KVM_X86_SNP_VM, 'lazy', { '4k': 0, '2m': 1536, '1g': 0 }],
+    [KVM_X86_TDX_VM, 'eager', { '4k': 2047, '2m': 0, '1g': 0 }],
+    [KVM_X86_SNP_VM, 'eager', { '4k': 0, '2m': 0, '1g': 0 }],
+  ] as const;
+  for (const [type, split, expect] of cases) {
+    const { k, vcpu, convert } = setup(type, split);
+    k.ioctl(vcpu, KVM_PRE_FAULT_MEMORY, { gpa: GPA, size: 8 * 2 ** 20, flags: 0 });
+    assert.deepEqual(k.metrics().stage2_pages, { '4k': 0, '2m': 2048, '1g': 0 });
+    convert(6 * 2 ** 20, 4096, false);
+    assert.deepEqual(k.metrics().stage2_pages, expect, `${type === KVM_X86_TDX_VM ? 'TDX' : 'SNP'} ${split}`);
+  }
 });
