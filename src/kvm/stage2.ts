@@ -5,7 +5,7 @@
  */
 import { assert } from '../lib/assert.js';
 import { type Level, PAGES_PER_1G, PAGES_PER_2M, type Pfn } from '../lib/types.js';
-import { keysInRange } from '../mm/pagecache.js';
+import { keysInRange } from '../lib/keys.js';
 import type { InvalidateFilter } from '../gmem/consumer.js';
 
 const TABLE = 512;
@@ -139,6 +139,32 @@ export class Stage2 {
     return n;
   }
 
+  /** Replace the 1G leaf at key `g` by 512 2M leaves mapping the same pages. */
+  private demote1g(g: number, l: HugeLeaf): void {
+    this.leaves1g.delete(g);
+    this.nr_1g_leaves--;
+    for (let i = 0; i < 512; i++) {
+      this.leaves2m.set(g * 512 + i, { pfn: (l.pfn + i * PAGES_PER_2M) as Pfn, flags: l.flags });
+      this.nr_2m_leaves++;
+    }
+    this.nr_demotions++;
+  }
+
+  /** Replace the 2M leaf at key `b` by 512 4K leaves mapping the same pages. */
+  private demote2m(b: number, l: HugeLeaf): void {
+    this.leaves2m.delete(b);
+    this.nr_2m_leaves--;
+    const t = new Table();
+    for (let i = 0; i < TABLE; i++) {
+      t.pfns[i] = l.pfn + i + 1;
+      t.flags[i] = l.flags;
+    }
+    t.count = TABLE;
+    this.tables.set(b, t);
+    this.nr_4k += TABLE;
+    this.nr_demotions++;
+  }
+
   /**
    * Demote the huge leaves (selected by `filter`) that cross an edge of [gfn_start, gfn_end), so that
    * a following zap of exactly that range leaves their other pages mapped (TDX's split of
@@ -152,29 +178,11 @@ export class Stage2 {
     for (const edge of [gfn_start, gfn_end]) {
       const g = Math.floor(edge / PAGES_PER_1G);
       const l1 = this.leaves1g.get(g);
-      if (l1 !== undefined && edge % PAGES_PER_1G !== 0 && want(l1.flags)) {
-        this.leaves1g.delete(g);
-        this.nr_1g_leaves--;
-        for (let i = 0; i < 512; i++) {
-          this.leaves2m.set(g * 512 + i, { pfn: (l1.pfn + i * PAGES_PER_2M) as Pfn, flags: l1.flags });
-          this.nr_2m_leaves++;
-        }
-        this.nr_demotions++;
-      }
+      if (l1 !== undefined && edge % PAGES_PER_1G !== 0 && want(l1.flags)) this.demote1g(g, l1);
       const b = Math.floor(edge / PAGES_PER_2M);
       const l2 = this.leaves2m.get(b);
       if (l2 !== undefined && edge % PAGES_PER_2M !== 0 && want(l2.flags)) {
-        this.leaves2m.delete(b);
-        this.nr_2m_leaves--;
-        const t = new Table();
-        for (let i = 0; i < TABLE; i++) {
-          t.pfns[i] = l2.pfn + i + 1;
-          t.flags[i] = l2.flags;
-        }
-        t.count = TABLE;
-        this.tables.set(b, t);
-        this.nr_4k += TABLE;
-        this.nr_demotions++;
+        this.demote2m(b, l2);
         demoted.push(b);
       }
     }
@@ -191,36 +199,24 @@ export class Stage2 {
     const zapped_before = this.nr_zapped_leaves;
     for (const k of keysInRange(this.leaves1g, Math.floor(gfn_start / PAGES_PER_1G), Math.ceil(gfn_end / PAGES_PER_1G))) {
       const l = this.leaves1g.get(k) as HugeLeaf;
-      this.leaves1g.delete(k);
-      this.nr_1g_leaves--;
-      if (!demote) {
-        this.nr_zapped_leaves++;
+      if (demote) {
+        this.demote1g(k, l);
         continue;
       }
-      for (let i = 0; i < 512; i++) {
-        this.leaves2m.set(k * 512 + i, { pfn: (l.pfn + i * PAGES_PER_2M) as Pfn, flags: l.flags });
-        this.nr_2m_leaves++;
-      }
-      this.nr_demotions++;
+      this.leaves1g.delete(k);
+      this.nr_1g_leaves--;
+      this.nr_zapped_leaves++;
     }
     for (const k of keysInRange(this.leaves2m, Math.floor(gfn_start / TABLE), Math.ceil(gfn_end / TABLE))) {
       const l = this.leaves2m.get(k) as HugeLeaf;
-      this.leaves2m.delete(k);
-      this.nr_2m_leaves--;
-      if (!demote) {
-        this.nr_zapped_leaves++;
+      if (demote) {
+        this.demote2m(k, l);
+        out.push(k);
         continue;
       }
-      const t = new Table();
-      for (let i = 0; i < TABLE; i++) {
-        t.pfns[i] = l.pfn + i + 1;
-        t.flags[i] = l.flags;
-      }
-      t.count = TABLE;
-      this.tables.set(k, t);
-      this.nr_4k += TABLE;
-      this.nr_demotions++;
-      out.push(k);
+      this.leaves2m.delete(k);
+      this.nr_2m_leaves--;
+      this.nr_zapped_leaves++;
     }
     if (this.nr_zapped_leaves > zapped_before) this.nr_tlb_flushes++;
     return out;

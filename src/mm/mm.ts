@@ -14,7 +14,7 @@ import {
   MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, PROT_EXEC,
   PROT_READ, PROT_WRITE, TASK_SIZE, MMAP_MIN_ADDR,
 } from '../uapi/linux.js';
-import { keysInRange } from './pagecache.js';
+import { keysInRange } from '../lib/keys.js';
 import type { PhysMem } from './memmap.js';
 import { type VmOps, VM_FAULT_SIGBUS } from './mapping.js';
 

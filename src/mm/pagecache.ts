@@ -5,6 +5,7 @@
  */
 import { assert, ModelBug } from '../lib/assert.js';
 import type { Pfn } from '../lib/types.js';
+import { keysInRange } from '../lib/keys.js';
 
 const BLOCK = 512;
 const GIANT = 262144;
@@ -263,17 +264,4 @@ export class PageCache {
     this.forEachInRange(start, end, () => { found = true; });
     return found;
   }
-}
-
-/** Keys of `m` in [k0, k1), ascending; walks whichever is smaller, the key range or the map. */
-export function keysInRange<V>(m: Map<number, V>, k0: number, k1: number): number[] {
-  if (m.size === 0 || k0 >= k1) return [];
-  const out: number[] = [];
-  if (k1 - k0 <= m.size * 4) {
-    for (let k = k0; k < k1; k++) if (m.has(k)) out.push(k);
-  } else {
-    for (const k of m.keys()) if (k >= k0 && k < k1) out.push(k);
-    out.sort((a, b) => a - b);
-  }
-  return out;
 }

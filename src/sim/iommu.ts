@@ -15,6 +15,7 @@
  *
  * Leaves: 1G and 2M as sets of block numbers, 4K as one bitmap per 2 MiB. Costs follow leaves.
  */
+import { keysInRange } from '../lib/keys.js';
 import type { Level } from '../lib/types.js';
 import type { IommuMode } from './schema.js';
 import type { SimCounters } from './counters.js';
@@ -81,8 +82,8 @@ export class Iommu {
   /** Is any page of [g0, g1) mapped? */
   anyMapped(g0: number, g1: number): boolean {
     for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) if (this.g1.has(b)) return true;
-    for (const k of blockKeys(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) if (k >= 0) return true;
-    for (const k of mapKeys(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) {
+    for (const k of keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) if (k >= 0) return true;
+    for (const k of keysInRange(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) {
       const b = this.k4.get(k) as Bitmap512;
       const lo = Math.max(g0, k * P2M) - k * P2M;
       const hi = Math.min(g1, (k + 1) * P2M) - k * P2M;
@@ -108,7 +109,7 @@ export class Iommu {
 
   private unmap4kRange(g0: number, g1: number): number {
     let n = 0;
-    for (const k of mapKeys(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) {
+    for (const k of keysInRange(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) {
       const b = this.k4.get(k) as Bitmap512;
       const lo = Math.max(g0, k * P2M) - k * P2M;
       const hi = Math.min(g1, (k + 1) * P2M) - k * P2M;
@@ -177,7 +178,7 @@ export class Iommu {
       if (b * P1G >= g0 && (b + 1) * P1G <= g1) { this.g1.delete(b); this.unmaps++; continue; }
       straddling.push([b * P1G, (b + 1) * P1G]);
     }
-    for (const k of [...blockKeys(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))]) {
+    for (const k of [...keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))]) {
       if (k * P2M >= g0 && (k + 1) * P2M <= g1) { this.m2.delete(k); this.unmaps++; continue; }
       straddling.push([k * P2M, (k + 1) * P2M]);
     }
@@ -211,14 +212,14 @@ export class Iommu {
   private leafCount(g0: number, g1: number): number {
     let n = 0;
     for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) if (this.g1.has(b)) n++;
-    for (const k of blockKeys(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) if (k >= 0) n++;
-    for (const k of mapKeys(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) n += (this.k4.get(k) as Bitmap512).count;
+    for (const k of keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) if (k >= 0) n++;
+    for (const k of keysInRange(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) n += (this.k4.get(k) as Bitmap512).count;
     return n;
   }
 
   private removeAll(g0: number, g1: number): void {
     for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) this.g1.delete(b);
-    for (const k of [...blockKeys(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))]) this.m2.delete(k);
+    for (const k of [...keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))]) this.m2.delete(k);
     this.unmap4kRange(g0, g1);
   }
 
@@ -295,29 +296,4 @@ export class Iommu {
   complete(g0: number, g1: number): void {
     this.inflight = this.inflight.filter(([a, z]) => z <= g0 || a >= g1);
   }
-}
-
-/** Keys of a Set<number> in [k0, k1), ascending; walks the smaller of the key range and the set. */
-function blockKeys(s: Set<number>, k0: number, k1: number): number[] {
-  const out: number[] = [];
-  if (s.size === 0 || k0 >= k1) return out;
-  if (k1 - k0 <= s.size * 4) {
-    for (let k = k0; k < k1; k++) if (s.has(k)) out.push(k);
-  } else {
-    for (const k of s) if (k >= k0 && k < k1) out.push(k);
-    out.sort((a, b) => a - b);
-  }
-  return out;
-}
-
-function mapKeys<V>(m: Map<number, V>, k0: number, k1: number): number[] {
-  const out: number[] = [];
-  if (m.size === 0 || k0 >= k1) return out;
-  if (k1 - k0 <= m.size * 4) {
-    for (let k = k0; k < k1; k++) if (m.has(k)) out.push(k);
-  } else {
-    for (const k of m.keys()) if (k >= k0 && k < k1) out.push(k);
-    out.sort((a, b) => a - b);
-  }
-  return out;
 }
