@@ -10,5 +10,12 @@ if (!existsSync(cli)) {
   console.error('gmem: the project is not built yet: run `npm run build` (npm start and npm test build it).');
   process.exit(2);
 }
+// A reader that stops early (gmem sim ... | head) closes the pipe: that is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
+}
 const { main } = await import(cli);
 process.exitCode = await main(process.argv.slice(2));
