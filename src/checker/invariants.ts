@@ -276,7 +276,9 @@ function checkLeaf(s: ModelState, vm: ModelState['vms'] extends ReadonlySet<infe
     assert(head !== undefined && s.phys.testFlag(head, PG_uptodate), () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} maps a folio never zeroed`);
     assert(folio !== null && (leaf.level === 1 || (folio.split !== true && folio.order >= (leaf.level === 2 ? 9 : 18))),
       () => `VM ${vm.vm_id}: level-${leaf.level} leaf at gfn ${leaf.gfn} over a folio of order ${folio?.order} (split ${folio?.split === true})`);
-    if (inode.shareability !== null) {
+    // A VM without private memory is not a shared-only consumer: it owns all its memory, and (as
+    // upstream) KVM never calls its accesses private, even on pages its host may not map.
+    if (inode.shareability !== null && vm.has_private_mem) {
       const u = inode.shareability.uniform(index, index + nr);
       assert(u.found, () => `VM ${vm.vm_id}: leaf at gfn ${leaf.gfn} (level ${leaf.level}) spans shared and private pages`);
       assert((u.value !== SHARED) === is_private,

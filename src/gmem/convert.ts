@@ -88,6 +88,14 @@ function convertChunk(inode: GmemInode, ctx: GmemContext, s: number, e: number, 
   // Eager split on to-shared: every whole huge folio overlapping the chunk.
   const to_split = !to_private && ctx.policy.split === 'eager' && inode.huge_order > 0
     ? inode.pages.folios(s, e).filter((f) => f.order > 0 && f.split !== true).map((f) => f.index) : [];
+  // A split freezes the folio at its page-cache references: a transient user makes it EAGAIN here,
+  // before anything changed (the kernel spins until such a reference drops).
+  for (const index of to_split) {
+    const e = inode.pages.hugeEntry(index);
+    if (e !== null && !(ctx.phys.hugetlb?.splittable(e.head) ?? false)) {
+      return { errno: EAGAIN, error_index: errorIndex(ctx, s, { index: Math.max(s, e.index), folio_index: e.index }) };
+    }
+  }
   if (ctx.policy.atomicity !== 'rollback' && to_split.length > 0) {
     // Preallocation: the vmemmap pages all splits will need, before the point of no return.
     const cost = (VMEMMAP_PAGES_PER_SPLIT[inode.huge_order] as number) * to_split.length;

@@ -173,7 +173,9 @@ export class GmemFile extends KFile implements VmOps {
       // Lazy split: the host needs a 4K page out of a whole huge folio now.
       if (page < 0 || (inode.huge_order > 0 && !splitBlock(inode, this.ctx, index))) {
         stats.sigbus++;
-        return VM_FAULT_SIGBUS; // VM_FAULT_OOM: the model reports it as SIGBUS
+        // No memory (VM_FAULT_OOM), or a transient user holds the folio the split must freeze (the
+        // kernel retries the fault until it lets go; one CPU cannot wait): the model reports SIGBUS.
+        return VM_FAULT_SIGBUS;
       }
       inode.preparePage(this.ctx.phys, index);
       return page;

@@ -260,7 +260,7 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
       checkLength();
       // Anonymous mappings know only MAP_SHARED and MAP_PRIVATE.
       if (type === null || (flags & MAP_TYPE) === MAP_SHARED_VALIDATE) throw new SyscallError(EINVAL, name, 'map type');
-      const anon = new AnonMemory(this.phys, this.next_mapping_id++);
+      const anon = new AnonMemory(this.phys, this.next_mapping_id++, this.mm);
       return this.mm.mmapRegion(addr, length, prot, flags, anon, 0, type === 'shared', true);
     }
     const f = this.fds.fget(fd, name);

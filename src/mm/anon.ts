@@ -6,7 +6,7 @@ import type { Pfn } from '../lib/types.js';
 import { PG_uptodate, type PhysMem } from './memmap.js';
 import { PageCache } from './pagecache.js';
 import { type AddressSpace, type VmOps, VM_FAULT_SIGBUS } from './mapping.js';
-import type { Vma } from './mm.js';
+import type { Mm, Vma } from './mm.js';
 
 export class AnonMemory implements VmOps, AddressSpace {
   readonly pages = new PageCache();
@@ -15,7 +15,7 @@ export class AnonMemory implements VmOps, AddressSpace {
   readonly noCollapse = false;
   private nr_vmas = 0;
 
-  constructor(private readonly phys: PhysMem, readonly mapping_id: number) {}
+  constructor(private readonly phys: PhysMem, readonly mapping_id: number, private readonly mm: Mm) {}
 
   get mapping(): AddressSpace {
     return this;
@@ -42,7 +42,9 @@ export class AnonMemory implements VmOps, AddressSpace {
     return head; // the allocation's reference becomes the page cache's
   }
 
+  /** shmem's punch (MADV_REMOVE, teardown): unmap the range from every VMA first, then free it. */
   removeRange(start: number, end: number): number {
+    for (const vma of this.i_mmap) this.mm.zapVmaIndices(vma, start, end);
     this.pages.forEachInRange(start, end, (f) => {
       this.pages.remove(f.index, f.order);
       this.phys.setOwner(f.head, 0, 0);

@@ -204,11 +204,21 @@ export class HugeTlb {
     return this.recOf(head).state === SPLIT;
   }
 
-  /** Split a whole folio into order-0 folios in place; false when the vmemmap pages cannot be had. */
+  /** A split needs the folio frozen at its page-cache references (no transient user). */
+  splittable(head: Pfn): boolean {
+    const rec = this.recOf(head);
+    return rec.state === WHOLE && rec.refcount === rec.nr;
+  }
+
+  /**
+   * Split a whole folio into order-0 folios in place; false when the vmemmap pages cannot be had,
+   * or when a transient reference holds the folio (the kernel's freeze loop spins until it drops;
+   * the model, one CPU, cannot wait for another, so the caller fails cleanly instead).
+   */
   split(head: Pfn): boolean {
     const rec = this.recOf(head);
     assert(rec.state === WHOLE && rec.head === head, () => `split of pfn ${head}, not a whole huge folio`);
-    assert(rec.refcount === rec.nr, () => `split of pfn ${head} with refcount ${rec.refcount} (expected ${rec.nr})`);
+    if (rec.refcount !== rec.nr) return false;
     const cost = VMEMMAP_PAGES_PER_SPLIT[rec.hstate.order] as number;
     if (!this.lender.reserveFrames(cost)) return false;
     this.vmemmap_allocated += cost;
