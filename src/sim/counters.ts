@@ -1,5 +1,5 @@
 /**
- * What the simulator itself counts (the VMM, the host actors, the IOMMU importer), next to what
+ * What the simulator itself counts (the VMM, the host actors, the device on top of the model's IOMMU), next to what
  * the model counts (ModelMetrics). All cumulative; deterministic for a seed.
  */
 export class SimCounters {
@@ -32,10 +32,9 @@ export class SimCounters {
   host_sigbus = 0;
   content_lost = 0;
   host_pins = 0;
-  /** The assigned device. */
+  /** The assigned device: DMAs issued (the pages that found no IOPTE are the model's dma_faults). */
   dma_ops = 0;
-  /** DMA that found no IOPTE: at issue time, or in flight while the importer had a hole. */
-  dma_faults = 0;
+  /** DMAs in flight over a huge IOPTE the model's 'unmap-remap' took down and put back (a window). */
   dma_gap_hits = 0;
   /** IOPTEs left over private memory after a →private conversion (TDX: machine check; SNP: RMP fault). */
   iommu_private_exposure = 0;

@@ -1,299 +1,224 @@
 /**
- * An IOMMU importer of the guest's shared memory, in the simulator layer (the model has no IOMMU
- * yet). The VMM notifies it as QEMU's RamDiscardManager notifies VFIO: discard before a range
- * becomes private, populate after it becomes shared (ecosystem.md C.7, E.1). Three importers:
+ * The assigned device of a simulated VM, on the MODEL's IOMMU importer (src/iommu/domain.ts through
+ * ModelKernel.iommuCreateDomain / iommuMapFile / iommuUnmapFile / dma, read back through metrics()
+ * and `kernel.state.iommus`). The simulator's importer names map onto the model's designs:
  *
- * - 'vfio-4k': QEMU + VFIO type1 today: one DMA mapping per 4 KiB granule of guest_memfd state
- *   (the RamBlockAttributes block size), each pinned (GUP, FOLL_LONGTERM). No hole ever, but no
- *   huge IOPTE either.
- * - 'unmap-remap': maps each shared run with the largest IOPTEs alignment allows, pinned; a
- *   discard inside a huge IOPTE unmaps it whole and maps back what stays shared: a window in
- *   which DMA to the neighbours finds no IOPTE (ecosystem.md C.2: "a transient hole is fatal").
- * - 'refresh': Jason Gunthorpe's importer (C.2, C.8): no pins (guest_memfd keeps the pages), a
- *   conversion inside a huge IOPTE splits it atomically (1G → 2M → 4K) replacing only the
- *   affected leaf; when a block is uniformly shared again it is merged back.
+ * - 'vfio-4k'     → model 'pin': QEMU + VFIO type1 today, long-term pins on 4K pages, 4K IOPTEs.
+ * - 'unmap-remap' → model 'unmap-remap': a protective notifier (no pins) that unmaps every IOPTE
+ *                   overlapping a conversion to private (a huge one whole) and maps back what stays
+ *                   shared: a window.
+ * - 'refresh'     → model 'refresh': hitless, a huge IOPTE is split in place.
  *
- * Leaves: 1G and 2M as sets of block numbers, 4K as one bitmap per 2 MiB. Costs follow leaves.
+ * Which layer decides what:
+ * - the model: the IOPTEs and their levels (folio, shareability, alignment: a split folio or a mixed
+ *   block maps at 4K), how the notifier designs follow conversions and punches (it calls them inside
+ *   the conversion, before →private and after →shared, so the VMM does nothing for them), the pins of
+ *   'pin', DMA translation and the pages that faulted (metrics().dma_faults), window_pages, refreshes.
+ * - the simulator, here, on top of the model's domain:
+ *   - what the device maps: every shared run of guest memory, at IOVA = GPA (QEMU maps all guest RAM
+ *     for an assigned device), as areas of at most 1 GiB ('pin': 2 MiB, see AREA_PAGES);
+ *   - 'vfio-4k' ordering (QEMU's RamDiscardManager): VFIO unmaps a range before it becomes private —
+ *     the pins would make the conversion EAGAIN — and maps it after it became shared;
+ *   - DMA in flight through an unmap/remap window: every model call is atomic, so no DMA can meet
+ *     the window in the model; the simulator keeps the last `inflight` DMAs and counts those that
+ *     overlap the huge IOPTEs the model's 'unmap-remap' took down around a conversion;
+ *   - the VM type's IOPTE limit, which the model does not know (SNP: an IOPTE must not straddle an
+ *     RMP entry, so ≤ 2M; pKVM ≤ 2M): leaves above it are counted at it, and a window is at most
+ *     one such leaf;
+ *   - IOPTEs over private memory after a →private conversion: checked from the domain's state.
+ * - dropped from the simulator's former importer: re-merging IOPTEs once a block is uniformly
+ *   shared again (the model's domain, like its KVM stage-2, does not re-merge, and the area API
+ *   cannot do it without a window), its own leaf bookkeeping, pins through host mappings, and its
+ *   IOTLB-flush/split/merge counts (the model counts window pages and refreshes instead).
  */
-import { keysInRange } from '../lib/keys.js';
-import type { Level } from '../lib/types.js';
-import type { IommuMode } from './schema.js';
+import type { ModelKernel } from '../kernel/model-kernel.js';
+import type { ImportMode, IommuArea, IommuDomain } from '../iommu/domain.js';
+import { RangeMap } from '../lib/rangemap.js';
+import { type Level, levelPages } from '../lib/types.js';
+import type { LevelPages } from './arch/types.js';
+import { clampLevels } from './arch/types.js';
 import type { SimCounters } from './counters.js';
+import type { IommuMode } from './schema.js';
 
+const PAGE = 4096;
 const P2M = 512;
 const P1G = 262144;
 
-export interface IommuHost {
-  /** Host virtual address of a guest-physical address (the shared mapping). */
-  hvaOf(gpa: number): number;
-  pin(hva: number, len: number): number;
-  unpin(id: number): void;
-  /** Is gfn shared now (the VMM's view)? Used to rebuild what stays mapped. */
-  isShared(gfn: number): boolean;
-  /** The shared runs inside [g0, g1). */
-  sharedRuns(g0: number, g1: number): Array<[number, number]>;
+/** The model's design behind each of the simulator's importer names. */
+export const MODEL_IMPORT_MODE: Readonly<Record<Exclude<IommuMode, 'none'>, ImportMode>> = {
+  'vfio-4k': 'pin',
+  'unmap-remap': 'unmap-remap',
+  refresh: 'refresh',
+};
+
+/**
+ * Pages per area at most. 1G never limits an IOPTE (no leaf crosses a 1G boundary). 'pin' maps at
+ * 4K only, so smaller areas cost no level, and unmapping a 4K piece re-pins at most 2 MiB around it
+ * (VFIO's own mappings are per 4K granule: any split of them is as faithful).
+ */
+function areaPages(mode: ImportMode): number {
+  return mode === 'pin' ? P2M : P1G;
 }
 
-class Bitmap512 {
-  readonly bits = new Uint8Array(P2M);
-  count = 0;
-}
-
-export class Iommu {
-  private readonly g1 = new Set<number>();
-  private readonly m2 = new Set<number>();
-  private readonly k4 = new Map<number, Bitmap512>();
-  /** Pins held per 2M piece (vfio modes): [gfn_start, gfn_end, pin id]. */
-  private readonly pins = new Map<number, Array<[number, number, number]>>();
-  /** DMA buffers in flight: [gfn_start, gfn_end). */
+export class IommuDevice {
+  readonly domain: number;
+  readonly model_mode: ImportMode;
+  /** Guest pages an area of the domain covers. */
+  private readonly covered: RangeMap<boolean>;
+  /** The areas the VMM mapped, by first gfn (each within one AREA block). */
+  private readonly areas = new Map<number, IommuArea>();
+  /** DMAs in flight, [gfn_start, gfn_end): the last `maxInflight`. */
   private inflight: Array<[number, number]> = [];
-  maps = 0;
-  unmaps = 0;
-  iotlb_flushes = 0;
-  splits = 0;
-  merges = 0;
+  /** Before a →private conversion ('unmap-remap'): the IOPTEs straddling its edges, and window_pages. */
+  private pending: { windows: Array<[number, number]>; window_pages: number } | null = null;
 
   constructor(
+    private readonly k: ModelKernel,
     readonly mode: Exclude<IommuMode, 'none'>,
+    private readonly gmemFd: number,
+    /** File offset (bytes) of a guest-physical address. */
+    private readonly offsetOf: (gpa: number) => number,
+    guest_pages: number,
+    /** The VM type's largest IOPTE (the backing's limit the model applies itself, through the folio). */
     private readonly maxLevel: Level,
-    private readonly host: IommuHost,
     private readonly counters: SimCounters,
     private readonly maxInflight: number,
-  ) {}
-
-  get pinned(): boolean {
-    return this.mode !== 'refresh';
+    /** The shared runs inside [g0, g1), the VMM's view (after a failed conversion: what is still shared). */
+    private readonly sharedRuns: (g0: number, g1: number) => Array<[number, number]>,
+  ) {
+    this.model_mode = MODEL_IMPORT_MODE[mode];
+    this.domain = k.iommuCreateDomain(this.model_mode);
+    this.covered = new RangeMap<boolean>(guest_pages, false);
   }
 
-  /** Pages mapped per level. */
-  pages(): { '4k': number; '2m': number; '1g': number } {
-    let k = 0;
-    for (const b of this.k4.values()) k += b.count;
-    return { '4k': k, '2m': this.m2.size * P2M, '1g': this.g1.size * P1G };
+  /** The model's domain (read-only insides). */
+  get dom(): IommuDomain {
+    const d = this.k.state.iommus.get(this.domain);
+    if (d === undefined) throw new Error(`IOMMU domain ${this.domain} is gone`);
+    return d;
   }
 
-  levelAt(gfn: number): 0 | Level {
-    if (this.g1.has(Math.floor(gfn / P1G))) return 3;
-    if (this.m2.has(Math.floor(gfn / P2M))) return 2;
-    const b = this.k4.get(Math.floor(gfn / P2M));
-    return b !== undefined && b.bits[gfn % P2M] === 1 ? 1 : 0;
+  /** Pages mapped per level, as the VM type would have them (the model's, clamped to maxLevel). */
+  pages(): LevelPages {
+    return clampLevels({ ...this.dom.iopt.mapped_pages }, this.maxLevel);
   }
 
-  /** Is any page of [g0, g1) mapped? */
-  anyMapped(g0: number, g1: number): boolean {
-    for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) if (this.g1.has(b)) return true;
-    for (const k of keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) if (k >= 0) return true;
-    for (const k of keysInRange(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) {
-      const b = this.k4.get(k) as Bitmap512;
-      const lo = Math.max(g0, k * P2M) - k * P2M;
-      const hi = Math.min(g1, (k + 1) * P2M) - k * P2M;
-      for (let i = lo; i < hi; i++) if (b.bits[i] === 1) return true;
+  /** Pages the domain pins (model 'pin'). */
+  pinnedPages(): number {
+    let n = 0;
+    for (const c of this.dom.pins.values()) n += c;
+    return n;
+  }
+
+  // ---- mapping (the simulator's choice of what the device maps) ----------------------------------
+
+  private mapRun(g0: number, g1: number): void {
+    const step = areaPages(this.model_mode);
+    for (let s = g0; s < g1;) {
+      const e = Math.min(g1, (Math.floor(s / step) + 1) * step);
+      const idx = this.k.iommuMapFile(this.domain, this.gmemFd, this.offsetOf(s * PAGE), (e - s) * PAGE, s * PAGE);
+      this.areas.set(s, this.dom.areas[idx] as IommuArea);
+      this.covered.set(s, e, true);
+      s = e;
     }
+  }
+
+  /** Map the uncovered pages of [g0, g1) (all shared now). */
+  private mapUncovered(g0: number, g1: number): void {
+    for (const r of [...this.covered.runs(g0, g1)]) if (!r.value) this.mapRun(r.start, r.end);
+  }
+
+  /** 'pin': unmap every area overlapping [g0, g1) and map back its pages outside [g0, g1). */
+  private unmapRange(g0: number, g1: number): void {
+    const step = areaPages(this.model_mode);
+    const keep: Array<[number, number]> = [];
+    for (const [s, a] of [...this.areas]) {
+      // Areas lie within one block of `step` pages: only those of the blocks [g0, g1) touches.
+      if (s >= g1 || Math.floor(s / step) < Math.floor(g0 / step)) continue;
+      const e = s + (a.end - a.start);
+      if (e <= g0) continue;
+      this.k.iommuUnmapFile(this.domain, this.dom.areas.indexOf(a));
+      this.areas.delete(s);
+      this.covered.set(s, e, false);
+      if (s < g0) keep.push([s, g0]);
+      if (g1 < e) keep.push([g1, e]);
+    }
+    for (const [s, e] of keep) this.mapRun(s, e);
+  }
+
+  // ---- the VMM's conversion hooks ----------------------------------------------------------------
+
+  /** Before converting [g0, g1) to private (only when some page changes). */
+  beforePrivate(g0: number, g1: number): void {
+    if (this.model_mode === 'pin') {
+      this.unmapRange(g0, g1);
+      return;
+    }
+    if (this.model_mode !== 'unmap-remap') return;
+    // Only a leaf containing an edge page can reach outside the range: the window candidates.
+    const windows: Array<[number, number]> = [];
+    const cap = levelPages(this.maxLevel);
+    for (const g of [g0, g1 - 1]) {
+      const l = this.dom.iopt.lookup(g);
+      if (l === null || l.level === 1) continue;
+      // The VM type's leaf: a model 1G leaf is, on SNP, the 2M leaf around the edge.
+      const nr = Math.min(levelPages(l.level), cap);
+      const s = Math.max(l.gfn, Math.floor(g / nr) * nr);
+      if (s < g0) windows.push([s, g0]);
+      if (s + nr > g1) windows.push([g1, s + nr]);
+    }
+    this.pending = { windows, window_pages: this.dom.window_pages };
+  }
+
+  /** After a conversion of [g0, g1) (ok: it succeeded; `toPrivate`: its direction). */
+  afterConvert(g0: number, g1: number, toPrivate: boolean, ok: boolean): void {
+    const pending = this.pending;
+    this.pending = null;
+    if (!toPrivate) {
+      // The notifier designs follow pages already in an area; new shared memory is mapped by the VMM.
+      if (ok) this.mapUncovered(g0, g1);
+      return;
+    }
+    if (!ok) {
+      // 'pin': put back what the device lost; the range is still (partly) shared.
+      if (this.model_mode === 'pin') for (const [s, e] of this.sharedRuns(g0, g1)) this.mapUncovered(s, e);
+      return;
+    }
+    if (this.anyIopte(g0, g1)) this.counters.iommu_private_exposure++;
+    if (pending !== null && this.dom.window_pages > pending.window_pages) {
+      for (const [a, z] of this.inflight) {
+        if (pending.windows.some(([s, e]) => a < e && z > s)) this.counters.dma_gap_hits++;
+      }
+    }
+  }
+
+  /** Is any page of [g0, g1) mapped? By lookup for short ranges, by walking the leaves for long ones. */
+  anyIopte(g0: number, g1: number): boolean {
+    const iopt = this.dom.iopt;
+    const m = iopt.mapped_pages;
+    if (m['4k'] + m['2m'] + m['1g'] === 0) return false;
+    if (g1 - g0 <= 4096) {
+      for (let g = g0; g < g1; g++) if (iopt.lookup(g) !== null) return true;
+      return false;
+    }
+    for (const l of iopt.leaves()) if (l.gfn < g1 && l.gfn + levelPages(l.level) > g0) return true;
     return false;
   }
 
-  // ---- map / unmap primitives ------------------------------------------------------------------
-
-  private map4k(gfn: number): void {
-    const key = Math.floor(gfn / P2M);
-    let b = this.k4.get(key);
-    if (b === undefined) {
-      b = new Bitmap512();
-      this.k4.set(key, b);
-    }
-    if (b.bits[gfn % P2M] === 0) {
-      b.bits[gfn % P2M] = 1;
-      b.count++;
-    }
-  }
-
-  private unmap4kRange(g0: number, g1: number): number {
-    let n = 0;
-    for (const k of keysInRange(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) {
-      const b = this.k4.get(k) as Bitmap512;
-      const lo = Math.max(g0, k * P2M) - k * P2M;
-      const hi = Math.min(g1, (k + 1) * P2M) - k * P2M;
-      for (let i = lo; i < hi; i++) {
-        if (b.bits[i] === 1) {
-          b.bits[i] = 0;
-          b.count--;
-          n++;
-        }
-      }
-      if (b.count === 0) this.k4.delete(k);
-    }
-    return n;
-  }
-
-  /** Map [g0, g1) with the largest leaves alignment and the level limit allow. */
-  private mapGreedy(g0: number, g1: number, max: Level): void {
-    let p = g0;
-    while (p < g1) {
-      if (max >= 3 && p % P1G === 0 && p + P1G <= g1) {
-        this.g1.add(p / P1G);
-        p += P1G;
-      } else if (max >= 2 && p % P2M === 0 && p + P2M <= g1) {
-        this.m2.add(p / P2M);
-        p += P2M;
-      } else {
-        this.map4k(p);
-        p += 1;
-      }
-      this.maps++;
-    }
-  }
-
-  /** The mapping level this importer uses. */
-  private get level(): Level {
-    return this.mode === 'vfio-4k' ? 1 : this.maxLevel;
-  }
-
-  // ---- notifications from the VMM ----------------------------------------------------------------
-
-  /** [g0, g1) became shared: map it (after the conversion). */
-  populate(g0: number, g1: number): void {
-    if (this.mode === 'refresh') {
-      // Mirror guest_memfd: rebuild every max-level block touched, merging what is uniform again.
-      const span = this.level === 3 ? P1G : this.level === 2 ? P2M : 1;
-      const b0 = Math.floor(g0 / span) * span;
-      const b1 = Math.ceil(g1 / span) * span;
-      const before = this.leafCount(b0, b1);
-      this.removeAll(b0, b1);
-      for (const [s, e] of this.host.sharedRuns(b0, b1)) this.mapGreedy(s, e, this.level);
-      if (this.leafCount(b0, b1) < before) this.merges++;
-      this.iotlb_flushes++;
-      return;
-    }
-    this.mapGreedy(g0, g1, this.level);
-    this.repin(g0, g1);
-  }
-
-  /** [g0, g1) is about to become private: unmap it first (before the conversion). */
-  discard(g0: number, g1: number): void {
-    if (!this.anyMapped(g0, g1)) return;
-    // Huge leaves that straddle the range.
-    const straddling: Array<[number, number]> = [];
-    for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) {
-      if (!this.g1.has(b)) continue;
-      if (b * P1G >= g0 && (b + 1) * P1G <= g1) { this.g1.delete(b); this.unmaps++; continue; }
-      straddling.push([b * P1G, (b + 1) * P1G]);
-    }
-    for (const k of [...keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))]) {
-      if (k * P2M >= g0 && (k + 1) * P2M <= g1) { this.m2.delete(k); this.unmaps++; continue; }
-      straddling.push([k * P2M, (k + 1) * P2M]);
-    }
-    this.unmaps += this.unmap4kRange(g0, g1);
-    for (const [s, e] of straddling) {
-      if (this.mode === 'refresh') {
-        // Atomic split: the leaf is replaced by a table of smaller leaves; nothing else unmapped.
-        // A 1G leaf goes to 2M leaves, and each 2M the range only partly covers on to 4K.
-        this.splits++;
-        if (e - s === P1G) {
-          const partial = new Set<number>();
-          for (const edge of [g0, g1]) if (edge > s && edge < e && edge % P2M !== 0) partial.add(Math.floor(edge / P2M));
-          this.splits += partial.size;
-        }
-      } else {
-        // unmap-remap: the whole leaf goes, then what stays shared comes back: a window.
-        this.unmaps++;
-        for (const [a, z] of this.inflight) {
-          if (a < e && z > s && !(a >= g0 && z <= g1)) this.counters.dma_gap_hits++;
-        }
-      }
-      if (e - s === P1G) this.g1.delete(s / P1G);
-      else this.m2.delete(s / P2M);
-      if (s < g0) this.mapGreedy(s, g0, (e - s === P1G ? 2 : 1) as Level);
-      if (g1 < e) this.mapGreedy(g1, e, (e - s === P1G ? 2 : 1) as Level);
-    }
-    this.iotlb_flushes++;
-    if (this.pinned) this.repin(g0, g1);
-  }
-
-  private leafCount(g0: number, g1: number): number {
-    let n = 0;
-    for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) if (this.g1.has(b)) n++;
-    for (const k of keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) if (k >= 0) n++;
-    for (const k of keysInRange(this.k4, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))) n += (this.k4.get(k) as Bitmap512).count;
-    return n;
-  }
-
-  private removeAll(g0: number, g1: number): void {
-    for (let b = Math.floor(g0 / P1G); b * P1G < g1; b++) this.g1.delete(b);
-    for (const k of [...keysInRange(this.m2, Math.floor(g0 / P2M), Math.ceil(g1 / P2M))]) this.m2.delete(k);
-    this.unmap4kRange(g0, g1);
-  }
-
-  /**
-   * VFIO pins what it maps. Pins are kept per 2 MiB piece of guest memory, one per mapped run:
-   * re-pinning a piece after a change costs at most 512 pages.
-   */
-  private repin(g0: number, g1: number): void {
-    if (!this.pinned) return;
-    for (let piece = Math.floor(g0 / P2M); piece * P2M < g1; piece++) {
-      const old = this.pins.get(piece);
-      const s = piece * P2M;
-      const fresh: Array<[number, number, number]> = [];
-      // Runs of mapped pages in this piece.
-      let runStart = -1;
-      for (let g = s; g <= s + P2M; g++) {
-        const mapped = g < s + P2M && this.levelAt(g) !== 0;
-        if (mapped && runStart < 0) runStart = g;
-        if (!mapped && runStart >= 0) {
-          fresh.push([runStart, g, -1]);
-          runStart = -1;
-        }
-      }
-      // Keep pins whose run is unchanged; unpin the rest; pin new runs.
-      const keep = new Set<number>();
-      for (const f of fresh) {
-        const same = old?.find((o) => o[0] === f[0] && o[1] === f[1]);
-        if (same !== undefined) {
-          f[2] = same[2];
-          keep.add(same[2]);
-        }
-      }
-      for (const o of old ?? []) if (!keep.has(o[2])) this.host.unpin(o[2]);
-      for (const f of fresh) {
-        if (f[2] >= 0) continue;
-        f[2] = this.host.pin(this.host.hvaOf(f[0] * 4096), (f[1] - f[0]) * 4096);
-        this.counters.host_pins++;
-      }
-      if (fresh.length > 0) this.pins.set(piece, fresh);
-      else this.pins.delete(piece);
-    }
-  }
-
-  /** Drop every pin overlapping [g0, g1) (after EAGAIN); true if there was one. */
+  /** EAGAIN on [g0, g1): drop the domain's pins there ('pin'); true if there were any. */
   dropPins(g0: number, g1: number): boolean {
-    let dropped = false;
-    for (let piece = Math.floor(g0 / P2M); piece * P2M < g1; piece++) {
-      const old = this.pins.get(piece);
-      if (old === undefined) continue;
-      for (const o of old) this.host.unpin(o[2]);
-      this.pins.delete(piece);
-      dropped = true;
-    }
-    return dropped;
+    if (this.model_mode !== 'pin' || !this.anyIopte(g0, g1)) return false;
+    this.unmapRange(g0, g1);
+    return true;
   }
 
   // ---- the device ----------------------------------------------------------------------------------
 
-  /** The device DMAs into [g0, g1): every page needs an IOPTE. Returns false on an IOMMU fault. */
-  dma(g0: number, g1: number): boolean {
+  /** The device reads [gpa, gpa + size) through the model's domain; false when a page faulted. */
+  dma(gpa: number, size: number): boolean {
     this.counters.dma_ops++;
-    this.inflight.push([g0, g1]);
+    this.inflight.push([gpa / PAGE, (gpa + size) / PAGE]);
     if (this.inflight.length > this.maxInflight) this.inflight = this.inflight.slice(-this.maxInflight);
-    for (let g = g0; g < g1; g++) {
-      if (this.levelAt(g) === 0) {
-        this.counters.dma_faults++;
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /** The device completed everything in flight over [g0, g1) (the guest reclaims the buffer). */
-  complete(g0: number, g1: number): void {
-    this.inflight = this.inflight.filter(([a, z]) => z <= g0 || a >= g1);
+    return this.k.dma(this.domain, gpa, size).faulted_pages === 0;
   }
 }

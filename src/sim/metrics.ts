@@ -1,7 +1,8 @@
 /**
  * Metrics sampling: one Sample per sampling point, from the model's own counters
- * (kernel.metrics(), src/kernel/metrics.ts) and the simulator's (counters.ts, the IOMMU
- * importer, the arch backend). Stage-2 levels: `stage2_model` is the model's stage-2 as it is;
+ * (kernel.metrics(), src/kernel/metrics.ts, including the IOMMU domain's: levels, DMA faults,
+ * window pages, refreshes, pins) and the simulator's (counters.ts, the arch backend, the VM type's
+ * IOPTE limit in src/sim/iommu.ts). Stage-2 levels: `stage2_model` is the model's stage-2 as it is;
  * `stage2` is that as the VM type's firmware would have it, which is the same thing unless the
  * arch backend applies rules the model lacks (ArchBackend.simLevelRules: TDX demotions, pKVM and
  * the v6.18 vehicle's ≤ 2M). Everything here is deterministic: no wall-clock time, no process memory.
@@ -12,7 +13,7 @@ import type { Level } from '../lib/types.js';
 import { SPTE_PRIVATE } from '../kvm/stage2.js';
 import type { ArchBackend, LevelPages } from './arch/types.js';
 import type { SimCounters } from './counters.js';
-import type { Iommu } from './iommu.js';
+import type { IommuDevice } from './iommu.js';
 
 export interface Sample {
   step: number;
@@ -22,6 +23,7 @@ export interface Sample {
   stage2: LevelPages;
   /** The model's own stage-2 mappings. */
   stage2_model: LevelPages;
+  /** IOPTEs of the model's domain by level (clamped to the VM type's largest IOPTE). */
   iommu: LevelPages;
   /** HugeTLB folios: whole and split, 2M and 1G together (by size in `final`). */
   huge_whole: number;
@@ -38,7 +40,10 @@ export interface Sample {
   tlb_flushes: number;
   host_faults: number | null;
   sigbus: number | null;
+  /** Pages device DMA found no IOPTE for (the model's count). */
   dma_faults: number;
+  /** DMAs in flight through an unmap/remap window (the simulator's count, src/sim/iommu.ts). */
+  dma_gap_hits: number;
   model_bytes: number;
 }
 
@@ -63,7 +68,11 @@ export interface FinalMetrics {
   host_faults: number | null;
   sigbus: number | null;
   model_bytes: number;
-  iommu_ops: { maps: number; unmaps: number; iotlb_flushes: number; splits: number; merges: number } | null;
+  /**
+   * The model's IOMMU domain: pages device DMA found no IOPTE for, pages unmapped while still shared
+   * ('unmap-remap' windows), hitless refreshes ('refresh'), pages pinned now ('pin'). Null without a device.
+   */
+  iommu_ops: { dma_faults: number; window_pages: number; refreshes: number; pinned_pages: number } | null;
   sim: Record<string, number>;
   arch: Record<string, number>;
 }
@@ -110,7 +119,8 @@ export class Sampler {
     private readonly k: ModelKernel,
     private readonly arch: ArchBackend,
     private readonly counters: SimCounters,
-    private readonly iommu: Iommu | null,
+    /** The VMM's device (created at setup, after the sampler). */
+    private readonly iommu: () => IommuDevice | null,
     /** End-of-run figures from the VMM (TDX: accepted memory the model left unmapped). */
     private readonly vmmFinal: () => Record<string, number> = () => ({}),
   ) {}
@@ -133,7 +143,7 @@ export class Sampler {
       t,
       stage2: this.stage2(m),
       stage2_model: { ...m.stage2_pages },
-      iommu: this.iommu?.pages() ?? { ...ZERO },
+      iommu: this.iommu()?.pages() ?? { ...ZERO },
       huge_whole: h.whole_2m + h.whole_1g,
       huge_split: h.split_2m + h.split_1g,
       vmemmap_pages_in_use: m.vmemmap_pages_in_use,
@@ -147,7 +157,8 @@ export class Sampler {
       tlb_flushes: m.tlb_flushes,
       host_faults: partial ? null : m.host_faults,
       sigbus: partial ? null : m.sigbus,
-      dma_faults: this.counters.dma_faults + this.counters.dma_gap_hits,
+      dma_faults: m.dma_faults,
+      dma_gap_hits: this.counters.dma_gap_hits,
       model_bytes: m.model_bytes,
     };
     this.series.push(s);
@@ -164,12 +175,13 @@ export class Sampler {
   final(): FinalMetrics {
     const { m, partial } = modelMetrics(this.k);
     const c = this.counters;
+    const io = this.iommu();
     const sim: Record<string, number> = {};
     for (const [key, v] of Object.entries(c)) if (typeof v === 'number') sim[key] = v;
     return {
       stage2: this.stage2(m),
       stage2_model: { ...m.stage2_pages },
-      iommu: this.iommu?.pages() ?? { ...ZERO },
+      iommu: this.iommu()?.pages() ?? { ...ZERO },
       huge_folios: { ...m.huge_folios },
       order0_folios: m.order0_folios,
       splits: m.splits,
@@ -185,9 +197,8 @@ export class Sampler {
       host_faults: partial ? null : m.host_faults,
       sigbus: partial ? null : m.sigbus,
       model_bytes: m.model_bytes,
-      iommu_ops: this.iommu === null ? null : {
-        maps: this.iommu.maps, unmaps: this.iommu.unmaps, iotlb_flushes: this.iommu.iotlb_flushes,
-        splits: this.iommu.splits, merges: this.iommu.merges,
+      iommu_ops: io === null ? null : {
+        dma_faults: io.dom.dma_faults, window_pages: io.dom.window_pages, refreshes: io.dom.refreshes, pinned_pages: io.pinnedPages(),
       },
       sim,
       arch: { ...this.arch.counters(), ...this.modelArchCounters(), ...this.vmmFinal() },

@@ -101,7 +101,7 @@ export function runPolicy(
       if (onProgress !== undefined && (n & 63) === 0) onProgress(n / Math.max(1, steps));
     },
   }, policy, vmType);
-  sampler = new Sampler(k, arch, counters, vmm.iommu, (): Record<string, number> => {
+  sampler = new Sampler(k, arch, counters, () => vmm.iommu, (): Record<string, number> => {
     const a = vmm.acceptedUnmapped();
     return a === null ? {} : { accepted_pages: a.accepted, accepted_pages_unmapped_by_model: a.unmapped };
   });

@@ -235,6 +235,14 @@ export function parseScenario(text: string, file: string, overrides: readonly Ov
     seed: val.seed as number,
     samples: val.samples as number,
   };
+  // The device maps guest_memfd's shared pages through the model's IOMMU importer; 6.18 keeps
+  // shared memory in anonymous memory, which the model's IOMMU domains cannot import.
+  const iommus = compare.find((c) => c.knob === 'iommu')?.values ?? [sc.iommu];
+  if (uapi === 'v6.18' && iommus.some((m) => m !== 'none')) {
+    const cmp = compare.some((c) => c.knob === 'iommu');
+    at(cmp ? 'compare.iommu' : 'iommu', (cmp ? cmpLoc?.entries?.get('iommu') : undefined) ?? top.get('iommu') ?? top.get('uapi'),
+      "the model's IOMMU domains import guest_memfd files; uapi 'v6.18' keeps shared memory outside guest_memfd (use in-place or rfc-1g)");
+  }
   // Checks that need the whole scenario (sizes against the guest, ...).
   const spec = WORKLOADS[workload as keyof typeof WORKLOADS];
   for (const [param, message] of spec.check(sc)) {

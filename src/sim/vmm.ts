@@ -38,7 +38,7 @@ import type { VmTypeChoice } from './arch/index.js';
 import { bytesTag, type ContentTags, tagBytes } from './contents.js';
 import { convertIoctl, type ConvertTarget } from './convert.js';
 import type { SimCounters } from './counters.js';
-import { Iommu } from './iommu.js';
+import { IommuDevice } from './iommu.js';
 import {
   IO_HOST_READS, UC_ACCEPT, UC_BOOT_DONE, UC_DMA, UC_EVENT, UC_HOST_IO, UC_HOST_PIN, UC_HOST_UNPIN, UC_PUNCH,
 } from './protocol.js';
@@ -74,7 +74,8 @@ export class Vmm implements ConvertTarget {
   private hvaBase = 0;
   /** QEMU's RamBlockAttributes: the VMM's own record of which gfns are shared. */
   readonly shared: RangeMap<boolean>;
-  readonly iommu: Iommu | null;
+  /** The assigned device on the model's IOMMU domain (src/sim/iommu.ts), created in setup(). */
+  iommu: IommuDevice | null = null;
   private readonly hostPins: HostPin[] = [];
   private readonly halted: boolean[] = [];
   private booted = false;
@@ -103,15 +104,6 @@ export class Vmm implements ConvertTarget {
     this.guest_pages = sc.guest / PAGE;
     this.shared = new RangeMap<boolean>(this.guest_pages, false);
     this.accepted = arch.name === 'tdx' && arch.native ? new RangeMap<boolean>(this.guest_pages, false) : null;
-    this.iommu = sc.iommu === 'none'
-      ? null
-      : new Iommu(sc.iommu, arch.maxIommuLevel > backingLevel(sc) ? backingLevel(sc) : arch.maxIommuLevel, {
-        hvaOf: (gpa) => this.hvaOf(gpa),
-        pin: (hva, len) => this.k.pin(hva, len),
-        unpin: (id) => this.k.unpin(id),
-        isShared: (gfn) => this.shared.get(gfn),
-        sharedRuns: (g0, g1) => [...this.shared.runs(g0, g1)].filter((r) => r.value).map((r) => [r.start, r.end]),
-      }, counters, typeof sc.params.inflight === 'number' ? sc.params.inflight : 32);
   }
 
   readonly gmemOffsetOf = (gpa: number): number => gpa;
@@ -169,6 +161,13 @@ export class Vmm implements ConvertTarget {
       const r = convertIoctl(this, 0, sc.guest, true);
       if (!r.ok) throw new Error(`making guest memory private at setup failed: ${r.code}`);
     }
+    if (sc.iommu !== 'none') {
+      // The device attaches with all guest memory private: it maps what becomes shared (convert()).
+      const level = this.arch.maxIommuLevel > backingLevel(sc) ? backingLevel(sc) : this.arch.maxIommuLevel;
+      this.iommu = new IommuDevice(k, sc.iommu, this.gmemFd, (gpa) => this.gmemOffsetOf(gpa), this.guest_pages, level, this.counters,
+        typeof sc.params.inflight === 'number' ? sc.params.inflight : 32,
+        (g0, g1) => [...this.shared.runs(g0, g1)].filter((r) => r.value).map((r) => [r.start, r.end]));
+    }
     for (let i = 0; i < sc.vcpus; i++) {
       const fd = k.ioctl(this.vmFd, KVM_CREATE_VCPU, i);
       this.vcpuFds.push(fd);
@@ -197,8 +196,9 @@ export class Vmm implements ConvertTarget {
       }
     }
     const changed = this.changedPages(g0, g1, toPrivate);
-    // Devices first on →private: a shared IOPTE must be gone before the page turns private.
-    if (toPrivate && this.iommu !== null && changed > 0) this.iommu.discard(g0, g1);
+    // Devices first on →private: a shared IOPTE must be gone before the page turns private (the
+    // model's notifier designs do it inside the conversion; VFIO needs the VMM: src/sim/iommu.ts).
+    if (toPrivate && this.iommu !== null && changed > 0) this.iommu.beforePrivate(g0, g1);
     let transient = 0;
     let saw_eagain = false;
     for (;;) {
@@ -213,7 +213,7 @@ export class Vmm implements ConvertTarget {
       if (saw_eagain) c.conversions_eagain++;
       c.conversions_failed++;
       // Put back what the devices lost: the range is still (partly) shared.
-      if (toPrivate && this.iommu !== null) this.iommu.populate(g0, g1);
+      if (toPrivate && this.iommu !== null) this.iommu.afterConvert(g0, g1, true, false);
       return -out.errno;
     }
     if (saw_eagain) c.conversions_eagain++;
@@ -224,9 +224,9 @@ export class Vmm implements ConvertTarget {
     this.shared.set(g0, g1, !toPrivate);
     if (!toPrivate) this.accepted?.set(g0, g1, false);
     this.arch.converted(gpa, size, toPrivate);
-    if (toPrivate && this.iommu !== null && this.iommu.anyMapped(g0, g1)) c.iommu_private_exposure++;
-    // Devices last on →shared: the IOPTE appears only once the page is shared.
-    if (!toPrivate && this.iommu !== null && changed > 0) this.iommu.populate(g0, g1);
+    // Devices last on →shared: the IOPTE appears only once the page is shared. After →private: the
+    // check that no IOPTE is left over the range, and DMA in flight through a window.
+    if (this.iommu !== null && (toPrivate || changed > 0)) this.iommu.afterConvert(g0, g1, toPrivate, true);
     return 0;
   }
 
@@ -478,7 +478,7 @@ export class Vmm implements ConvertTarget {
         this.hostIo(a, b, c);
         return;
       case UC_DMA:
-        if (this.iommu !== null) this.iommu.dma(a / PAGE, (a + b) / PAGE);
+        if (this.iommu !== null) this.iommu.dma(a, b);
         return;
       case UC_HOST_PIN:
         this.hostPin(a, b);

@@ -1,4 +1,4 @@
-/** The simulator's parts on their own: IOMMU importers, arch rules, the index permutation, sizes. */
+/** The simulator's parts on their own: the device on the model's IOMMU domain, arch rules, the index permutation, sizes. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RangeMap } from '../../src/lib/rangemap.js';
@@ -6,70 +6,97 @@ import { Rng } from '../../src/lib/rng.js';
 import { TdxBackend } from '../../src/sim/arch/tdx.js';
 import { acceptLevel, clampLevels } from '../../src/sim/arch/types.js';
 import { SimCounters } from '../../src/sim/counters.js';
-import { Iommu } from '../../src/sim/iommu.js';
+import { IommuDevice } from '../../src/sim/iommu.js';
+import { createModelKernel } from '../../src/kernel/model-kernel.js';
+import {
+  GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_MMAP, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VM, KVM_SET_MEMORY_ATTRIBUTES2,
+  KVM_X86_SW_PROTECTED_VM,
+} from '../../src/uapi/kvm.js';
+import { O_RDWR } from '../../src/uapi/linux.js';
 import { autoBounce } from '../../src/sim/workloads/lazy-accept.js';
 import { IndexPermutation } from '../../src/sim/workloads/types.js';
 import { formatBytes, parseDuration, parseSize } from '../../src/sim/units.js';
 
 const P1G = 262144;
 
-function importer(mode: 'vfio-4k' | 'unmap-remap' | 'refresh'): { io: Iommu; shared: RangeMap<boolean>; c: SimCounters; pins: Map<number, number> } {
-  const shared = new RangeMap<boolean>(4 * P1G, false);
+const P2M = 512;
+
+/**
+ * The device on the model's IOMMU domain (src/sim/iommu.ts): a 2 GiB SW_PROTECTED guest_memfd on 1G
+ * HugeTLB pages with lazy splitting (the folio stays whole, so the model may map huge IOPTEs), the
+ * second 1G shared as a DMA pool and mapped at IOVA = GPA.
+ */
+function device(mode: 'vfio-4k' | 'unmap-remap' | 'refresh', maxLevel: 1 | 2 | 3 = 3) {
+  const k = createModelKernel({ uapi: 'in-place', hugepages: { '1G': 2 }, memoryBytes: 4 * 2 ** 30, policy: { split: 'lazy' } });
+  const vm = k.ioctl(k.open('/dev/kvm', O_RDWR), KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+  const gmem = k.ioctl(vm, KVM_CREATE_GUEST_MEMFD, { size: 2 * 2 ** 30, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_HUGETLB, page_order: 18 });
+  const shared = new RangeMap<boolean>(2 * P1G, false);
   const c = new SimCounters();
-  const pins = new Map<number, number>();
-  let next = 1;
-  const io = new Iommu(mode, 3, {
-    hvaOf: (gpa) => gpa,
-    pin: (_hva, len) => { pins.set(next, len); return next++; },
-    unpin: (id) => { assert.ok(pins.delete(id), `unpin of unknown pin ${id}`); },
-    isShared: (g) => shared.get(g),
-    sharedRuns: (g0, g1) => [...shared.runs(g0, g1)].filter((r) => r.value).map((r) => [r.start, r.end]),
-  }, c, 4);
-  return { io, shared, c, pins };
+  const dev = new IommuDevice(k, mode, gmem, (gpa) => gpa, 2 * P1G, maxLevel, c, 4,
+    (g0, g1) => [...shared.runs(g0, g1)].filter((r) => r.value).map((r) => [r.start, r.end]));
+  /** What the VMM does (Vmm.convert): the device around the conversion ioctl. */
+  const convert = (g0: number, g1: number, toPrivate: boolean): void => {
+    if (toPrivate) dev.beforePrivate(g0, g1);
+    k.ioctl(gmem, KVM_SET_MEMORY_ATTRIBUTES2, { offset: g0 * 4096, size: (g1 - g0) * 4096, attributes: toPrivate ? 8 : 0, flags: 0 });
+    shared.set(g0, g1, !toPrivate);
+    dev.afterConvert(g0, g1, toPrivate, true);
+  };
+  return { k, dev, c, convert };
 }
 
 /** Share [1G, 2G), post DMA around it, convert one 4K page in the middle to private and back. */
-function scenario(mode: 'vfio-4k' | 'unmap-remap' | 'refresh'): ReturnType<typeof importer> {
-  const t = importer(mode);
-  t.shared.set(P1G, 2 * P1G, true);
-  t.io.populate(P1G, 2 * P1G);
-  assert.equal(t.io.dma(P1G + 100, P1G + 104), true);
-  assert.equal(t.io.dma(P1G + 200_000, P1G + 200_004), true);
+function scenario(mode: 'vfio-4k' | 'unmap-remap' | 'refresh', maxLevel: 1 | 2 | 3 = 3): ReturnType<typeof device> {
+  const t = device(mode, maxLevel);
+  t.convert(P1G, 2 * P1G, false);
+  // In flight: one DMA in the pool's first 2M block, one in its second (around g), one far off.
+  assert.equal(t.dev.dma((P1G + 100) * 4096, 4 * 4096), true);
+  assert.equal(t.dev.dma((P1G + 600) * 4096, 4 * 4096), true);
+  assert.equal(t.dev.dma((P1G + 200_000) * 4096, 4 * 4096), true);
   const g = P1G + 1000;
-  t.io.discard(g, g + 1);
-  t.shared.set(g, g + 1, false);
-  assert.equal(t.io.anyMapped(g, g + 1), false, 'nothing maps the private page');
-  assert.equal(t.io.levelAt(g + 1), mode === 'vfio-4k' ? 1 : 1, 'the neighbour is still mapped');
-  assert.equal(t.io.levelAt(P1G + 200_000), mode === 'vfio-4k' ? 1 : 2);
-  t.shared.set(g, g + 1, true);
-  t.io.populate(g, g + 1);
+  t.convert(g, g + 1, true);
+  assert.equal(t.dev.anyIopte(g, g + 1), false, 'nothing maps the private page');
+  assert.equal(t.dev.dma(g * 4096, 4096), false, 'DMA to it faults');
+  assert.notEqual(t.dev.dom.iopt.lookup(g + 1), null, 'the neighbour is still mapped');
+  t.convert(g, g + 1, false);
   return t;
 }
 
-test('vfio-4k: 4K IOPTEs only, pinned, no hole', () => {
-  const { io, c, pins } = scenario('vfio-4k');
-  assert.deepEqual(io.pages(), { '4k': P1G, '2m': 0, '1g': 0 });
+test('vfio-4k (the model\'s pin): 4K IOPTEs only, every shared page pinned once, no window', () => {
+  const { k, dev, c } = scenario('vfio-4k');
+  assert.equal(dev.model_mode, 'pin');
+  assert.deepEqual(dev.pages(), { '4k': P1G, '2m': 0, '1g': 0 });
+  assert.equal(dev.pinnedPages(), P1G, 'the 4K page came back and was pinned again');
   assert.equal(c.dma_gap_hits, 0);
-  let pinned = 0;
-  for (const len of pins.values()) pinned += len / 4096;
-  assert.equal(pinned, P1G, 'every mapped page pinned once');
+  assert.equal(k.metrics().dma_faults, 1, 'the one DMA to the private page');
 });
 
-test('unmap-remap: a discard inside a 1G IOPTE is a window for the DMA in flight', () => {
-  const { io, c } = scenario('unmap-remap');
-  assert.equal(c.dma_gap_hits, 2, 'both DMAs in flight were inside the 1G IOPTE unmapped whole');
-  // The 1G leaf came back as 511 × 2M + the 2M around the page at 4K; no re-merge after populate.
-  assert.deepEqual(io.pages(), { '4k': 512, '2m': 511 * 512, '1g': 0 });
-  assert.equal(io.splits, 0);
+test('unmap-remap: a 4K conversion inside the 1G IOPTE is a window over the whole 1G for the DMA in flight', () => {
+  const { k, dev, c } = scenario('unmap-remap');
+  // The model zapped the 1G leaf whole: its 262,143 still-shared pages were the window.
+  assert.equal(dev.dom.window_pages, P1G - 1);
+  assert.equal(c.dma_gap_hits, 3, 'all three DMAs in flight were inside the 1G IOPTE, outside the page');
+  // Mapped back as 511 × 2M + the 2M around the page at 4K; →shared maps the page at 4K: no re-merge.
+  assert.deepEqual(dev.pages(), { '4k': P2M, '2m': 511 * P2M, '1g': 0 });
+  assert.equal(k.metrics().dma_faults, 1);
 });
 
-test('refresh: split in place, no hole, merged back once uniform', () => {
-  const { io, c, pins } = scenario('refresh');
+test('refresh: the same levels as unmap-remap, split in place with no window', () => {
+  const { dev, c } = scenario('refresh');
+  assert.equal(dev.dom.window_pages, 0);
+  assert.equal(dev.dom.refreshes, 1, 'one hitless split of the 1G IOPTE');
   assert.equal(c.dma_gap_hits, 0);
-  assert.equal(io.splits, 2, '1G → 2M, then the 2M → 4K');
-  assert.equal(io.merges, 1);
-  assert.deepEqual(io.pages(), { '4k': 0, '2m': 0, '1g': P1G });
-  assert.equal(pins.size, 0, 'no pins: guest_memfd keeps the pages');
+  assert.deepEqual(dev.pages(), { '4k': P2M, '2m': 511 * P2M, '1g': 0 });
+  assert.equal(dev.pinnedPages(), 0, 'no pins: guest_memfd keeps the pages');
+});
+
+test('the VM type\'s IOPTE limit (SNP: ≤ 2M) is the simulator\'s: 1G counted at 2M, a window is one 2M leaf', () => {
+  const t = device('unmap-remap', 2);
+  t.convert(P1G, 2 * P1G, false);
+  assert.deepEqual(t.dev.pages(), { '4k': 0, '2m': P1G, '1g': 0 }, 'the model maps 1G; SNP would map 2M leaves');
+  for (const at of [100, 600, 200_000]) t.dev.dma((P1G + at) * 4096, 4 * 4096);
+  t.convert(P1G + 1000, P1G + 1001, true);
+  // Only the DMA in the 2M block [P1G + 512, P1G + 1024) around the page was in SNP's window.
+  assert.equal(t.c.dma_gap_hits, 1);
 });
 
 test('TDX on the vehicle: private leaves at most 2M, and split 2M blocks never promoted', () => {

@@ -105,6 +105,9 @@ test('scenario-wide checks name the parameter', () => {
     ['bad.yaml:4: workload.bounce: 1 GiB and the per-CPU pages do not fit below 1 GiB']);
   assert.deepEqual(problems('guest: 16GiB\nvm: sw-protected\nworkload: device-dma\n'),
     ['bad.yaml:3: iommu: device-dma needs an IOMMU importer: set iommu: vfio-4k, unmap-remap or refresh']);
+  // The device is the model's IOMMU domain, which imports guest_memfd files: 6.18's shared memory is not one.
+  assert.deepEqual(problems('guest: 4GiB\nbacking: 4K\nuapi: v6.18\niommu: refresh\nworkload: snp-lazy-accept\n'),
+    ["bad.yaml:4: iommu: the model's IOMMU domains import guest_memfd files; uapi 'v6.18' keeps shared memory outside guest_memfd (use in-place or rfc-1g)"]);
 });
 
 test('YAML syntax errors carry their line', () => {

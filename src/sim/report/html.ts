@@ -56,9 +56,10 @@ function policySection(r: SimResult, p: PolicyResult): string {
     { name: 'EAGAIN', color: '#c62828', ys: p.series.map((s) => s.eagain_returns) },
     { name: 'TLB flushes', color: '#757575', ys: p.series.map((s) => s.tlb_flushes) },
   ]));
-  if (p.series.some((s) => s.dma_faults > 0) || p.iommu !== 'none') {
+  if (p.series.some((s) => s.dma_faults + s.dma_gap_hits > 0) || p.iommu !== 'none') {
     charts.push(lines({ title: `${p.label}: DMA that met a gap`, xLabel: 'simulated time (s)', yLabel: 'cumulative' }, xs, [
-      { name: 'DMA gap', color: '#c62828', ys: p.series.map((s) => s.dma_faults) },
+      { name: "pages with no IOPTE (model)", color: '#c62828', ys: p.series.map((s) => s.dma_faults) },
+      { name: 'DMAs in flight through a window (simulator)', color: '#ef6c00', ys: p.series.map((s) => s.dma_gap_hits) },
     ]));
   }
   const notes = p.notes.map((n) => `<p class="note">${esc(n)}</p>`).join('');

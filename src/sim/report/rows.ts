@@ -85,11 +85,14 @@ export function summaryRows(r: SimResult): Row[] {
   if (ps.some((p) => (p.final.sim.dma_ops ?? 0) > 0 || p.iommu !== 'none')) {
     rows.push({ label: 'device', values: [], section: true });
     rows.push({ label: '  DMA ops', values: f((p) => p.final.sim.dma_ops ?? 0) });
-    rows.push({ label: '  DMA met a gap', hint: 'no IOPTE at issue, or in flight through an unmap/remap window', values: pair((p) => p.final.sim.dma_faults ?? 0, (p) => p.final.sim.dma_gap_hits ?? 0) });
-    rows.push({ label: '  IOTLB flushes / IOPTE splits / merges', values: ps.map((p) => {
-      const o = p.final.iommu_ops;
-      return o === null ? '-' : `${fmtInt(o.iotlb_flushes)} / ${fmtInt(o.splits)} / ${fmtInt(o.merges)}`;
-    }) });
+    const ops = (pick: (o: NonNullable<PolicyResult['final']['iommu_ops']>) => number): string[] =>
+      ps.map((p) => (p.final.iommu_ops === null ? '-' : fmtInt(pick(p.final.iommu_ops))));
+    rows.push({
+      label: '  DMA met a gap: faulted pages / in flight', hint: "pages with no IOPTE at issue (the model's domain) / DMAs in flight through an unmap/remap window (the simulator's)",
+      values: ps.map((p, i) => `${ops((o) => o.dma_faults)[i] ?? '-'} / ${fmtInt(p.final.sim.dma_gap_hits ?? 0)}`),
+    });
+    rows.push({ label: '  window pages / refreshes', hint: "the model's domain: shared pages unmapped and mapped back (unmap-remap) / hitless refreshes", values: ps.map((_p, i) => `${ops((o) => o.window_pages)[i] ?? '-'} / ${ops((o) => o.refreshes)[i] ?? '-'}`) });
+    rows.push({ label: '  pages pinned by the IOMMU', values: ops((o) => o.pinned_pages) });
     rows.push({ label: '  IOPTEs over private memory', values: f((p) => p.final.sim.iommu_private_exposure ?? 0) });
   }
   rows.push({ label: r.scenario.vm_title, values: [], section: true });
@@ -120,6 +123,14 @@ function vmTypeLine(s: SimResult['scenario']): string {
   return `VM type ${t.name} as a vehicle for ${s.vm_title} (${t.why_vehicle ?? 'no native type'}): the attribute decides private vs shared; ${contents}`;
 }
 
+/** Which layer decides what about the device (src/sim/iommu.ts). */
+function iommuLine(vm: string): string {
+  const cap = vm === 'snp' || vm === 'pkvm' ? `; ${vm === 'snp' ? 'SNP' : 'pKVM'} IOPTEs above 2M counted at 2M` : '';
+  return "IOMMU: the model's domain (vfio-4k = its 'pin', unmap-remap, refresh) decides the IOPTEs and their levels, what a conversion "
+    + 'does to them, pins, DMA faults and windows (no re-merge after →shared); the simulator adds what the device maps (all shared '
+    + `memory, IOVA = GPA), VFIO's unmap before →private, and DMA in flight through a window${cap}`;
+}
+
 /** The scenario in a few lines. */
 export function headerLines(r: SimResult): string[] {
   const s = r.scenario;
@@ -129,6 +140,7 @@ export function headerLines(r: SimResult): string[] {
     `guest ${formatBytes(s.guest)}, ${s.vm_title}, ${s.backing === '4K' ? '4K folios' : `HugeTLB ${s.backing}`}, uapi ${s.uapi}, ${s.vcpus} vCPUs${s.iommu !== 'none' ? `, IOMMU ${s.iommu}` : ''}, seed ${s.seed}`,
     vmTypeLine(s),
     ...(s.sim_level_rules !== null ? [`the simulator adds to the model's stage-2 levels: ${s.sim_level_rules}`] : []),
+    ...(r.policies.some((p) => p.iommu !== 'none') ? [iommuLine(s.vm)] : []),
     `workload ${s.workload}: ${Object.entries(s.params).map(([k, v]) => `${k}=${typeof v === 'number' && /size|chunk|bounce|pool|region|burst|touch|request/.test(k) ? formatBytes(v) : String(v)}`).join(' ')}`,
     `the guest asks by ${s.how_guest_asks}`,
   ];
