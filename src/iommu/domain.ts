@@ -196,15 +196,17 @@ export class IommuDomain implements GmemImporter {
         // punch leaves the device on the old pages (stale, never freed under it).
         continue;
       }
+      const i0 = a.iova_pfn + (lo - a.start);
+      const i1 = a.iova_pfn + (hi - a.start);
       if (reason === 'truncate' && this.mode === 'unmap-remap') {
-        // Protective revoke: the whole area goes; the device's DMA faults from now on.
+        // Protective revoke of the whole area, when the punch takes pages the device maps: its
+        // DMA faults from now on. A punch of pages it does not map (private ones) changes nothing.
+        if (this.leavesIn(i0, i1).length === 0) continue;
         this.unmapArea(a, a.start, a.end);
         a.revoked = true;
         continue;
       }
       // Pages that stay shared but lose their (huge) IOPTE: the window, unless refresh is hitless.
-      const i0 = a.iova_pfn + (lo - a.start);
-      const i1 = a.iova_pfn + (hi - a.start);
       let outside = 0;
       for (const leaf of this.leavesIn(i0, i1)) {
         const nr = levelPages(leaf.level);
@@ -232,8 +234,32 @@ export class IommuDomain implements GmemImporter {
       const hi = Math.min(end, a.end);
       if (lo >= hi) continue;
       if (this.mode === 'pin' && reason !== 'to-shared') continue;
+      if (this.mode === 'refresh' && reason === 'to-shared') {
+        // Hitless re-merge: the huge blocks around the range that are whole and uniformly shared
+        // again get their huge IOPTE back, replacing the 4K ones atomically.
+        this.remerge(a, lo, hi);
+        continue;
+      }
       this.populate(a, lo, hi);
     }
+  }
+
+  private remerge(a: IommuArea, lo: number, hi: number): void {
+    const inode = a.file.inode;
+    const nr = inode.folio_pages;
+    if (nr === 1) {
+      this.populate(a, lo, hi);
+      return;
+    }
+    const b0 = Math.max(a.start, Math.floor(lo / nr) * nr);
+    const b1 = Math.min(a.end, Math.ceil(hi / nr) * nr);
+    const i0 = a.iova_pfn + (b0 - a.start);
+    const i1 = a.iova_pfn + (b1 - a.start);
+    const before = this.iopt.mapped_pages;
+    this.iopt.zap(i0, i1, 'both');
+    this.populate(a, b0, b1);
+    const after = this.iopt.mapped_pages;
+    if (after['4k'] < before['4k']) this.refreshes++;
   }
 
   // ---- DMA -------------------------------------------------------------------------------------

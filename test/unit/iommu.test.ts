@@ -91,3 +91,21 @@ test('a punch under the device: unmap-remap revokes the area, refresh installs t
     refresh: [0, 0], // the file's fresh zeroed page
   });
 });
+
+test('refresh re-merges: a block uniformly shared again gets its 2M IOPTE back; unmap-remap does not', () => {
+  for (const [mode, expect] of [['refresh', { '4k': 0, '2m': 512, '1g': 0 }], ['unmap-remap', { '4k': 512, '2m': 0, '1g': 0 }]] as const) {
+    const { k, gmem, d, convert } = setup(mode);
+    k.iommuMapFile(d, gmem, 0, M2, IOVA);
+    convert(8192, 4096, true);
+    assert.deepEqual(k.metrics().iommu_pages, { '4k': 511, '2m': 0, '1g': 0 });
+    convert(8192, 4096, false);
+    assert.deepEqual(k.metrics().iommu_pages, expect, mode);
+  }
+});
+
+test('a punch of private pages does not revoke an unmap-remap area', () => {
+  const { k, gmem, d } = setup('unmap-remap');
+  k.iommuMapFile(d, gmem, 0, M2, IOVA);
+  k.fallocate(gmem, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, M2, M2); // the private second 2M
+  assert.equal(k.dma(d, IOVA, 1).faulted_pages, 0);
+});
