@@ -112,6 +112,10 @@ function writePageTables(image: DataView, loaderGpa: number, regions: number[]):
   };
   for (const region of regions) {
     const pml4Index = Math.floor(region / ENTRIES_PER_TABLE);
+    // 4-level paging identity-maps below 2^47 only: a PML4 index past 511 would overwrite the tables.
+    if (pml4Index >= ENTRIES_PER_TABLE) {
+      throw new RangeError(`guest loader: GPA 0x${(region * GIB).toString(16)} is beyond 4-level paging (2^47)`);
+    }
     let pdpt = pdpts.get(pml4Index);
     if (pdpt === undefined) {
       pdpt = allocate();
