@@ -22,7 +22,7 @@ import type { ModelMetrics } from './metrics.js';
 import { type ImportMode, IommuDomain } from '../iommu/domain.js';
 import { GmemInode, type GmemUapi } from '../gmem/inode.js';
 import { gmemSupportedFlags } from '../kvm/caps.js';
-import { type Arch, type KernelConfig, supportedVmTypes } from '../kvm/config.js';
+import { type Arch, type KernelConfig, vmTypeOf } from '../kvm/config.js';
 import { KvmDevFile, VcpuFile, VmFile } from '../kvm/files.js';
 import type { GuestCode } from '../kvm/guest.js';
 import { gmemFileIoctl, type IoctlContext, kvmDevIoctl, vcpuIoctl, vmIoctl } from '../kvm/ioctl.js';
@@ -123,8 +123,9 @@ export class ModelKernel implements Syscalls, IoctlContext, GmemContext {
   // ---- IoctlContext ----------------------------------------------------------------------------
 
   createVm(type: number): number {
-    if (!supportedVmTypes(this.cfg).includes(type)) throw new SyscallError(EINVAL, 'ioctl(KVM_CREATE_VM)', `VM type ${type}`);
-    const vm = new Kvm(this.next_vm_id++, type, this.cfg, this.phys, this.mm, (v) => this.forgetVm(v));
+    const vm_type = vmTypeOf(this.cfg, type);
+    if (vm_type === null) throw new SyscallError(EINVAL, 'ioctl(KVM_CREATE_VM)', `VM type 0x${type.toString(16)}`);
+    const vm = new Kvm(this.next_vm_id++, vm_type, this.cfg, this.phys, this.mm, (v) => this.forgetVm(v));
     this.vms.add(vm);
     const f = new VmFile(vm);
     try {

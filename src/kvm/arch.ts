@@ -12,9 +12,13 @@
  *                     range mapped at 4K is never promoted (GUEST_INHIBIT); the TDX module clears a
  *                     page leaving the TD (→shared reads zeros) and ACCEPT gives a zeroed page
  *                     (→private reads zeros).
+ *   pKVM protected (arm64, KVM_VM_TYPE_ARM_PROTECTED)
+ *                     the attribute decides (guest_memfd's shareability, changed on the guest's
+ *                     MEM_SHARE / MEM_UNSHARE hypercalls, which exit to user space); stage-2 blocks
+ *                     are at most PMD size (2M); contents are preserved both ways.
  */
 import { type Level, PG_LEVEL_1G, PG_LEVEL_2M } from '../lib/types.js';
-import { KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM } from '../uapi/kvm.js';
+import { KVM_VM_TYPE_ARM_PROTECTED, KVM_X86_SNP_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_TDX_VM } from '../uapi/kvm.js';
 
 export type ContentEffect = 'preserve' | 'zero' | 'scramble';
 
@@ -45,6 +49,8 @@ export function vmArch(type: number): VmArch {
         ...DEFAULT, name: 'snp', has_private_mem: true, guest_chooses: true, max_private_level: PG_LEVEL_2M,
         to_shared: 'scramble', to_private: 'scramble',
       };
+    case KVM_VM_TYPE_ARM_PROTECTED:
+      return { ...DEFAULT, name: 'pkvm', has_private_mem: true, max_private_level: PG_LEVEL_2M };
     case KVM_X86_TDX_VM:
       return {
         ...DEFAULT, name: 'tdx', has_private_mem: true, guest_chooses: true, max_private_level: PG_LEVEL_2M,

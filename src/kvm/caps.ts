@@ -9,14 +9,20 @@ import {
   KVM_CAP_MAX_VCPU_ID, KVM_CAP_MAX_VCPUS, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_MEMORY_FAULT_INFO, KVM_CAP_NR_MEMSLOTS,
   KVM_CAP_NR_VCPUS, KVM_CAP_PRE_FAULT_MEMORY, KVM_CAP_READONLY_MEM, KVM_CAP_USER_MEMORY, KVM_CAP_USER_MEMORY2,
   KVM_CAP_VM_TYPES, KVM_CAP_X86_APIC_BUS_CYCLES_NS, KVM_CAP_X86_GUEST_MODE, KVM_HC_MAP_GPA_RANGE,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_USER_MEM_SLOTS,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_USER_MEM_SLOTS, ARM_SMCCC_KVM_FUNC_MEM_SHARE, ARM_SMCCC_KVM_FUNC_MEM_UNSHARE,
 } from '../uapi/kvm.js';
 import { type KernelConfig, supportedVmTypes } from './config.js';
 
 export const KVM_MAX_VCPUS = 1024;
 export const KVM_MAX_VCPU_IDS = 4096;
-/** KVM_EXIT_HYPERCALL_VALID_MASK: only KVM_HC_MAP_GPA_RANGE may exit to user space. */
+/** KVM_EXIT_HYPERCALL_VALID_MASK: x86 lets only KVM_HC_MAP_GPA_RANGE exit to user space. */
 export const KVM_EXIT_HYPERCALL_VALID_MASK = 1 << KVM_HC_MAP_GPA_RANGE;
+/** arm64 pKVM: MEM_SHARE and MEM_UNSHARE may exit (the kvmtool pKVM patches' mask). */
+export const KVM_EXIT_HYPERCALL_VALID_MASK_ARM64 = (1 << ARM_SMCCC_KVM_FUNC_MEM_SHARE) | (1 << ARM_SMCCC_KVM_FUNC_MEM_UNSHARE);
+
+export function exitHypercallMask(cfg: KernelConfig): number {
+  return cfg.arch === 'x86_64' ? KVM_EXIT_HYPERCALL_VALID_MASK : KVM_EXIT_HYPERCALL_VALID_MASK_ARM64;
+}
 /** The model's "online CPUs" for KVM_CAP_NR_VCPUS. */
 const NR_ONLINE_CPUS = 2;
 
@@ -69,9 +75,10 @@ export function checkExtension(cfg: KernelConfig, vm: VmCapView | null, cap: num
     case KVM_CAP_NR_MEMSLOTS:
       return KVM_USER_MEM_SLOTS;
     case KVM_CAP_EXIT_HYPERCALL:
-      return KVM_EXIT_HYPERCALL_VALID_MASK;
+      return exitHypercallMask(cfg);
     case KVM_CAP_VM_TYPES:
-      return supportedVmTypes(cfg).reduce((m, t) => m | (1 << t), 0);
+      // An x86 capability: a bitmask of types. arm64 has none (the type carries IPA size and flags).
+      return cfg.arch === 'x86_64' ? supportedVmTypes(cfg).reduce((m, t) => m | (1 << t), 0) : 0;
     case KVM_CAP_MEMORY_ATTRIBUTES:
       return vmSupportedAttributes(cfg, vm);
     case KVM_CAP_GUEST_MEMFD_FLAGS:

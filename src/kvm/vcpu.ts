@@ -11,7 +11,8 @@ import { EAGAIN, EINTR, EINVAL, ENOENT } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
 import {
   KVM_EXIT_HLT, KVM_EXIT_HYPERCALL, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_IO_OUT, KVM_EXIT_MEMORY_FAULT,
-  KVM_EXIT_MMIO, KVM_EXIT_UNKNOWN, KVM_HC_MAP_GPA_RANGE, UCALL_PIO_PORT,
+  KVM_EXIT_MMIO, KVM_EXIT_UNKNOWN, KVM_HC_MAP_GPA_RANGE, UCALL_PIO_PORT, ARM_SMCCC_KVM_FUNC_HYP_MEMINFO,
+  ARM_SMCCC_KVM_FUNC_MEM_SHARE, ARM_SMCCC_KVM_FUNC_MEM_UNSHARE,
 } from '../uapi/kvm.js';
 import type { KvmPreFaultMemory, KvmRun } from '../uapi/syscalls.js';
 import { type GuestCode, type GuestGenerator, type GuestOp, guestApi } from './guest.js';
@@ -200,6 +201,7 @@ export class Vcpu {
   }
 
   private hypercall(nr: number, args: readonly number[]): boolean {
+    if (this.vm.cfg.arch === 'arm64') return this.hypercallArm64(nr, args);
     if (nr === KVM_HC_MAP_GPA_RANGE) {
       const gpa = args[0] ?? 0;
       const npages = args[1] ?? 0;
@@ -215,6 +217,26 @@ export class Vcpu {
       return true;
     }
     return this.completeHypercall(-KVM_ENOSYS);
+  }
+
+  /**
+   * pKVM's guest hypercalls (vendor-hyp SMCCC): HYP_MEMINFO answers the share granule; MEM_SHARE /
+   * MEM_UNSHARE of one granule at an IPA exit to user space (when enabled with KVM_CAP_EXIT_HYPERCALL),
+   * so that the VMM converts the page in guest_memfd (Sean's model: user space is the decision
+   * maker). args[0] is the IPA.
+   */
+  private hypercallArm64(nr: number, args: readonly number[]): boolean {
+    if (nr === ARM_SMCCC_KVM_FUNC_HYP_MEMINFO) return this.completeHypercall(PAGE);
+    if (nr !== ARM_SMCCC_KVM_FUNC_MEM_SHARE && nr !== ARM_SMCCC_KVM_FUNC_MEM_UNSHARE) return this.completeHypercall(-KVM_ENOSYS);
+    if (!this.vm.has_private_mem) return this.completeHypercall(-KVM_ENOSYS);
+    const ipa = args[0] ?? 0;
+    if (ipa % PAGE !== 0 || ipa < 0) return this.completeHypercall(-KVM_EINVAL);
+    if ((this.vm.exit_hypercall_mask & (1 << nr)) === 0) return this.completeHypercall(-KVM_ENOSYS);
+    const run = this.run;
+    run.exit_reason = KVM_EXIT_HYPERCALL;
+    run.hypercall = { nr, args: [0, 1, 2, 3, 4, 5].map((i) => args[i] ?? 0), ret: 0, flags: 0 };
+    this.awaiting_hypercall_ret = true;
+    return true;
   }
 
   private completeHypercall(ret: number): boolean {

@@ -17,7 +17,7 @@ import { EINVAL } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
 import { KVM_CAP_EXIT_HYPERCALL, KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../uapi/kvm.js';
 import type { KvmEnableCap, KvmMemoryAttributes, KvmUserspaceMemoryRegion2 } from '../uapi/syscalls.js';
-import { KVM_EXIT_HYPERCALL_VALID_MASK, vmSupportedAttributes } from './caps.js';
+import { exitHypercallMask, vmSupportedAttributes } from './caps.js';
 import { type KernelConfig } from './config.js';
 import { checkRegion, KVM_MMU_MAX_GFN, type Memslot, type MemslotLookup } from './memslot.js';
 import type { MmuVm } from './mmu.js';
@@ -299,7 +299,7 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
     if ((c.flags ?? 0) !== 0) throw new SyscallError(EINVAL, name, 'flags');
     if (c.cap === KVM_CAP_EXIT_HYPERCALL) {
       const mask = toU64(c.args?.[0], name);
-      if ((mask & ~BigInt(KVM_EXIT_HYPERCALL_VALID_MASK)) !== 0n) throw new SyscallError(EINVAL, name, 'hypercall mask');
+      if ((mask & ~BigInt(exitHypercallMask(this.cfg))) !== 0n) throw new SyscallError(EINVAL, name, 'hypercall mask');
       this.exit_hypercall_mask = Number(mask);
       return;
     }

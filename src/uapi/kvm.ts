@@ -68,6 +68,10 @@ export const KVM_X86_SEV_ES_VM = 3;
 export const KVM_X86_SNP_VM = 4;
 export const KVM_X86_TDX_VM = 5;
 
+/** arm64 (Android pKVM / crosvm): a protected VM; the low 8 bits of the type are the IPA size. */
+export const KVM_VM_TYPE_ARM_PROTECTED = 0x80000000;
+export const KVM_VM_TYPE_ARM_IPA_SIZE_MASK = 0xff;
+
 // ---- Memslots ----------------------------------------------------------------------------------
 export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
 export const KVM_MEM_READONLY = 1 << 1;
@@ -121,6 +125,11 @@ export const KVM_MAP_GPA_RANGE_PAGE_SZ_2M = 1 << 0;
 export const KVM_MAP_GPA_RANGE_PAGE_SZ_1G = 1 << 1;
 export const KVM_MAP_GPA_RANGE_ENCRYPTED = 1 << 4;
 export const KVM_MAP_GPA_RANGE_DECRYPTED = 0 << 4;
+
+/** pKVM guest hypercalls (vendor-hyp SMCCC function numbers, ecosystem.md B.3). */
+export const ARM_SMCCC_KVM_FUNC_HYP_MEMINFO = 2;
+export const ARM_SMCCC_KVM_FUNC_MEM_SHARE = 3;
+export const ARM_SMCCC_KVM_FUNC_MEM_UNSHARE = 4;
 
 /** The port the model's ucall (and the host backend's guest code) uses for KVM_EXIT_IO. */
 export const UCALL_PIO_PORT = 0x1000;
