@@ -100,13 +100,6 @@ export class RangeMap<V> {
     return u.found && u.value === v;
   }
 
-  someEqual(start: number, end: number, v: V): boolean {
-    for (let n: Node<V> | null = this.findNode(start, false); n !== null && n.start < end; n = n.next[0] ?? null) {
-      if (n.value === v) return true;
-    }
-    return false;
-  }
-
   /** How many indices of [start, end) have a value other than `v`. */
   countNotEqual(start: number, end: number, v: V): number {
     let n = 0;

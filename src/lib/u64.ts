@@ -9,20 +9,13 @@ import type { U64 } from '../uapi/syscalls.js';
 
 export const U64_MAX = (1n << 64n) - 1n;
 export const S64_MAX = (1n << 63n) - 1n;
-const TWO_64 = 1n << 64n;
 
 /** The u64 value of a user field; a non-integer cannot be a C integer, so it is EINVAL for `syscall`. */
 export function toU64(v: U64 | undefined, syscall: string): bigint {
   if (v === undefined) return 0n;
   if (typeof v === 'bigint') return BigInt.asUintN(64, v);
   if (typeof v !== 'number' || !Number.isInteger(v)) throw new SyscallError(EINVAL, syscall, 'not an integer');
-  const b = BigInt(v);
-  return b < 0n ? (b % TWO_64 + TWO_64) % TWO_64 : BigInt.asUintN(64, b);
-}
-
-/** The value reinterpreted as s64 (loff_t). */
-export function asS64(v: bigint): bigint {
-  return BigInt.asIntN(64, v);
+  return BigInt.asUintN(64, BigInt(v)); // two's complement for a negative number, as a C cast
 }
 
 /** A small non-negative integer field (u32, u8): values outside the C type are truncated as C would. */
@@ -33,19 +26,3 @@ export function toU32(v: number | bigint | undefined, syscall: string): number {
   return v >>> 0;
 }
 
-/** a + b overflows u64. */
-export function addOverflowsU64(a: bigint, b: bigint): boolean {
-  return a + b > U64_MAX;
-}
-
-/** A bigint known to be below 2^53, as a number. */
-export function toSafeNumber(v: bigint): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new RangeError(`value ${v} exceeds 2^53`);
-  }
-  return Number(v);
-}
-
-export function isAligned(v: bigint, align: bigint): boolean {
-  return (v & (align - 1n)) === 0n;
-}

@@ -2,7 +2,6 @@
  * What a VMA maps: a file's address_space or anonymous memory. One ops table per kind
  * (vm_operations_struct), implemented by guest_memfd (gmem/) and anonymous memory (anon.ts).
  */
-import type { Pfn } from '../lib/types.js';
 import type { PageCache } from './pagecache.js';
 import type { Vma } from './mm.js';
 
@@ -35,4 +34,3 @@ export interface VmOps {
   readonly noCollapse: boolean;
 }
 
-export type FaultedPfn = Pfn;

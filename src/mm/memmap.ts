@@ -24,7 +24,6 @@ const SECTION = 512;
 export const PG_uptodate = 1 << 0;
 export const PG_head = 1 << 1;
 export const PG_hugetlb = 1 << 2;
-export const PG_lru = 1 << 3;
 export const PG_hwpoison = 1 << 4;
 export const PG_allocated = 1 << 5;
 

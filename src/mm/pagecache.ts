@@ -79,11 +79,6 @@ export class PageCache {
     return this.blocks.size * (BLOCK * 4 + 64) + (this.huge2m.size + this.huge1g.size) * 48;
   }
 
-  /** How many huge entries are split (metrics). */
-  get nr_split(): number {
-    return this.split2m.size + this.split1g.size;
-  }
-
   insert(index: number, head: Pfn, order: number): void {
     if (this.lookup(index) !== null) throw new ModelBug(`page cache slot ${index} already filled`);
     if (order === 0) {
@@ -255,13 +250,5 @@ export class PageCache {
       }
     }
     if (this.huge1g.size > 0 || this.huge2m.size > 0) out.sort((a, b) => a.index - b.index);
-  }
-
-  /** True when some page of [start, end) is cached. */
-  anyInRange(start: number, end: number): boolean {
-    let found = false;
-    if (start >= end || this.nr_folios === 0) return false;
-    this.forEachInRange(start, end, () => { found = true; });
-    return found;
   }
 }
