@@ -8,7 +8,7 @@ import {
   KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_MAX_NR_PAGES, KVM_MEM_READONLY, KVM_USER_MEM_SLOTS,
 } from '../uapi/kvm.js';
 import type { KvmUserspaceMemoryRegion2 } from '../uapi/syscalls.js';
-import { toU32, toU64 } from '../lib/u64.js';
+import { toU32, toU64, U64_MAX } from '../lib/u64.js';
 import type { GmemSlot } from '../gmem/consumer.js';
 import type { GmemFile } from '../gmem/file.js';
 
@@ -88,11 +88,11 @@ export function checkRegion(m: KvmUserspaceMemoryRegion2, v2: boolean, slots: Me
   if (uaddr % 4096n !== 0n || size > TASK_SIZE_MAX || uaddr > TASK_SIZE_MAX - size) {
     throw new SyscallError(EINVAL, name, 'userspace_addr');
   }
-  if ((flags & KVM_MEM_GUEST_MEMFD) !== 0 && (gmem_offset % 4096n !== 0n || gmem_offset + size > (1n << 64n) - 1n)) {
+  if ((flags & KVM_MEM_GUEST_MEMFD) !== 0 && (gmem_offset % 4096n !== 0n || gmem_offset + size > U64_MAX)) {
     throw new SyscallError(EINVAL, name, 'guest_memfd_offset');
   }
   if (as_id >= 1) throw new SyscallError(EINVAL, name, 'address space id');
-  if (gpa + size > (1n << 64n) - 1n) throw new SyscallError(EINVAL, name, 'guest_phys_addr + memory_size wraps');
+  if (gpa + size > U64_MAX) throw new SyscallError(EINVAL, name, 'guest_phys_addr + memory_size wraps');
   if (size / 4096n > BigInt(KVM_MEM_MAX_NR_PAGES)) throw new SyscallError(EINVAL, name, 'too many pages');
 
   const old = slots.byId(id);

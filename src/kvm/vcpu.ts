@@ -5,7 +5,7 @@
  * from run.mmio.data, a hypercall returns run.hypercall.ret to the guest).
  */
 import { assert } from '../lib/assert.js';
-import { toU64 } from '../lib/u64.js';
+import { toU64, U64_MAX } from '../lib/u64.js';
 import { levelPages } from '../lib/types.js';
 import { EAGAIN, EINTR, EINVAL, ENOENT } from '../uapi/errno.js';
 import { SyscallError } from '../uapi/errors.js';
@@ -252,7 +252,7 @@ export class Vcpu {
     let gpa = toU64(r.gpa, name);
     let size = toU64(r.size, name);
     if (flags !== 0n) throw new SyscallError(EINVAL, name, 'flags');
-    if (gpa % 4096n !== 0n || size % 4096n !== 0n || gpa + size <= gpa || gpa + size > (1n << 64n) - 1n) {
+    if (gpa % 4096n !== 0n || size % 4096n !== 0n || gpa + size <= gpa || gpa + size > U64_MAX) {
       throw new SyscallError(EINVAL, name, 'range');
     }
     const full = size;

@@ -6,7 +6,7 @@
 import { assert } from '../lib/assert.js';
 import { RangeMap } from '../lib/rangemap.js';
 import { type Level, PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K } from '../lib/types.js';
-import { toU64 } from '../lib/u64.js';
+import { toU64, U64_MAX } from '../lib/u64.js';
 import type { GmemOwnerOps, InvalidateFilter } from '../gmem/consumer.js';
 import { GmemFile } from '../gmem/file.js';
 import { gmemBind, gmemUnbind } from '../gmem/bind.js';
@@ -282,7 +282,7 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
     const size = toU64(a.size, name);
     if (flags !== 0n) throw new SyscallError(EINVAL, name, 'flags');
     if ((attrs & ~BigInt(vmSupportedAttributes(this.cfg, this))) !== 0n) throw new SyscallError(EINVAL, name, 'attributes');
-    if (size === 0n || address + size > (1n << 64n) - 1n) throw new SyscallError(EINVAL, name, 'size');
+    if (size === 0n || address + size > U64_MAX) throw new SyscallError(EINVAL, name, 'size');
     if (address % 4096n !== 0n || size % 4096n !== 0n) throw new SyscallError(EINVAL, name, 'alignment');
     const start = Number(address / 4096n);
     const end = Number((address + size) / 4096n);
