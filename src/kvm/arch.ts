@@ -29,6 +29,8 @@ export interface VmArch {
   readonly guest_chooses: boolean;
   /** The largest stage-2 level for a private mapping. */
   readonly max_private_level: Level;
+  /** The largest stage-2 level for a shared mapping (pKVM: block mappings are at most PMD size). */
+  readonly max_shared_level: Level;
   /** A 2M range once mapped private at 4K stays at 4K. */
   readonly no_promotion: boolean;
   readonly to_shared: ContentEffect;
@@ -36,7 +38,7 @@ export interface VmArch {
 }
 
 const DEFAULT: VmArch = {
-  name: 'default', has_private_mem: false, guest_chooses: false, max_private_level: PG_LEVEL_1G,
+  name: 'default', has_private_mem: false, guest_chooses: false, max_private_level: PG_LEVEL_1G, max_shared_level: PG_LEVEL_1G,
   no_promotion: false, to_shared: 'preserve', to_private: 'preserve',
 };
 
@@ -50,7 +52,7 @@ export function vmArch(type: number): VmArch {
         to_shared: 'scramble', to_private: 'scramble',
       };
     case KVM_VM_TYPE_ARM_PROTECTED:
-      return { ...DEFAULT, name: 'pkvm', has_private_mem: true, max_private_level: PG_LEVEL_2M };
+      return { ...DEFAULT, name: 'pkvm', has_private_mem: true, max_private_level: PG_LEVEL_2M, max_shared_level: PG_LEVEL_2M };
     case KVM_X86_TDX_VM:
       return {
         ...DEFAULT, name: 'tdx', has_private_mem: true, guest_chooses: true, max_private_level: PG_LEVEL_2M,

@@ -101,7 +101,7 @@ export class Kvm implements GmemOwnerOps, MmuVm, MemslotLookup {
 
   /** The arch limit on a new mapping at `gfn` (RMP / S-EPT levels, TDX no-promotion). */
   archMaxLevel(gfn: number, is_private: boolean): Level {
-    if (!is_private) return PG_LEVEL_1G;
+    if (!is_private) return this.arch.max_shared_level;
     if (this.arch.no_promotion && this.demoted_2m.has(Math.floor(gfn / 512))) return PG_LEVEL_4K;
     return this.arch.max_private_level;
   }

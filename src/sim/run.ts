@@ -1,6 +1,7 @@
 /**
- * Running a scenario: for each policy to compare, a fresh model kernel with that policy, the VM
- * type (the arch's own where KVM_CAP_VM_TYPES has it, else the SW_PROTECTED vehicle), the VMM,
+ * Running a scenario: for each policy to compare, a fresh model kernel with that policy (arm64 for
+ * pKVM, else x86_64), the VM type (the arch's own where the kernel has it — KVM_CAP_VM_TYPES on
+ * x86, KVM_VM_TYPE_ARM_PROTECTED on arm64 — else the SW_PROTECTED vehicle for SNP/TDX), the VMM,
  * the arch backend and the workload's guest code; metrics sampled over the run. Same scenario
  * and seed → the same result, byte for byte.
  */
@@ -8,7 +9,7 @@ import { createModelKernel, type ModelKernel, type ModelKernelOptions } from '..
 import type { GuestApi } from '../kvm/guest.js';
 import { checkPolicy, type Policy } from '../kvm/policy.js';
 import { Rng } from '../lib/rng.js';
-import { chooseVmType, makeArch, type VmTypeChoice } from './arch/index.js';
+import { chooseVmType, kernelArch, makeArch, type VmTypeChoice } from './arch/index.js';
 import type { GuestSeq } from './arch/types.js';
 import { ContentTags } from './contents.js';
 import { SimCounters } from './counters.js';
@@ -45,6 +46,8 @@ export interface SimResult {
     vm_type: VmTypeChoice;
     /** What the simulator decides about stage-2 levels on top of the model (null: nothing). */
     sim_level_rules: string | null;
+    /** Other rules the simulator applies because the model does not (pKVM's page states; null: none). */
+    sim_page_rules: string | null;
   };
   policies: PolicyResult[];
 }
@@ -62,7 +65,7 @@ export function kernelOptions(sc: Scenario, knobs: Record<string, string>): Mode
   const memoryBytes = Math.min(pool + buddy, 8 * TiB - GiB);
   return {
     uapi: sc.uapi,
-    arch: 'x86_64',
+    arch: kernelArch(sc.vm),
     memoryBytes,
     ...(huge ? { hugepages: { [sc.backing]: sc.guest / BACKING_BYTES[sc.backing] } as { '2M'?: number; '1G'?: number } } : {}),
     policy: { ...knobs },
@@ -84,7 +87,7 @@ export function runPolicy(
   const rng = new Rng(sc.seed);
   const counters = new SimCounters();
   const tags = new ContentTags();
-  const vmType = chooseVmType(k, sc.vm, `uapi ${sc.uapi}`);
+  const vmType = chooseVmType(k, sc.vm, `uapi ${sc.uapi}`, sc.guest);
   const arch = makeArch(sc.vm, sc.guest / 4096, vmType.native);
   const spec = WORKLOADS[sc.workload];
   if (spec === undefined) throw new Error(`unknown workload ${sc.workload}`);
@@ -143,7 +146,7 @@ export function runScenario(sc: Scenario, opts: RunOptions = {}): SimResult {
       name: sc.name, description: sc.description, file: sc.file, workload: sc.workload, params: { ...sc.params },
       guest: sc.guest, vm: sc.vm, vm_title: arch.title, backing: sc.backing, uapi: sc.uapi,
       vcpus: sc.vcpus, iommu: sc.iommu, seed: sc.seed, how_guest_asks: arch.howGuestAsks, layout: layoutCtx?.layout ?? [],
-      vm_type: vmType, sim_level_rules: arch.simLevelRules,
+      vm_type: vmType, sim_level_rules: arch.simLevelRules, sim_page_rules: arch.simPageRules,
     },
     policies,
   };

@@ -2,7 +2,8 @@
  * The VMM: sets the VM up the way QEMU does for a confidential guest with guest_memfd (the VM
  * type the arch backend chose from KVM_CAP_VM_TYPES), then runs the vCPUs and answers their exits
  * (ecosystem.md E.1):
- * - KVM_EXIT_HYPERCALL (KVM_HC_MAP_GPA_RANGE: explicit requests) and KVM_EXIT_MEMORY_FAULT
+ * - KVM_EXIT_HYPERCALL (explicit requests: KVM_HC_MAP_GPA_RANGE on x86, pKVM's MEM_SHARE /
+ *   MEM_UNSHARE of one granule on arm64; the answer goes back in run.hypercall.ret) and KVM_EXIT_MEMORY_FAULT
  *   (implicit ones: on SNP/TDX the guest accessed a page as the other kind; KVM_RUN fails with
  *   EFAULT, the VMM converts the page and re-enters, and the access is retried) →
  *   kvm_convert_memory():
@@ -24,7 +25,7 @@ import {
   GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_INIT_PRIVATE, GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_SUPPORT_SHARED,
   GUESTMEM_HUGETLB_FLAG_1GB, GUESTMEM_HUGETLB_FLAG_2MB, KVM_CAP_EXIT_HYPERCALL, KVM_CREATE_GUEST_MEMFD,
   KVM_CREATE_VCPU, KVM_CREATE_VM, KVM_ENABLE_CAP, KVM_EXIT_HLT, KVM_EXIT_HYPERCALL, KVM_EXIT_IO, KVM_EXIT_MEMORY_FAULT,
-  KVM_EXIT_MMIO, KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_EXIT_MMIO, KVM_MEM_GUEST_MEMFD, KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE, KVM_PRE_FAULT_MEMORY, KVM_RUN, KVM_SET_MEMORY_ATTRIBUTES, KVM_SET_USER_MEMORY_REGION2,
 } from '../uapi/kvm.js';
 import {
@@ -120,7 +121,8 @@ export class Vmm implements ConvertTarget {
     const sc = this.sc;
     this.kvmFd = k.open('/dev/kvm', O_RDWR);
     this.vmFd = k.ioctl(this.kvmFd, KVM_CREATE_VM, this.vmType.type);
-    k.ioctl(this.vmFd, KVM_ENABLE_CAP, { cap: KVM_CAP_EXIT_HYPERCALL, args: [1 << KVM_HC_MAP_GPA_RANGE] });
+    // The hypercalls that exit to the VMM: KVM_HC_MAP_GPA_RANGE on x86, MEM_SHARE / MEM_UNSHARE on pKVM.
+    k.ioctl(this.vmFd, KVM_ENABLE_CAP, { cap: KVM_CAP_EXIT_HYPERCALL, args: [this.arch.exitHypercallMask] });
     const huge = sc.backing !== '4K';
     const page_order = sc.backing === '2M' ? 9 : sc.backing === '1G' ? 18 : 0;
     switch (sc.uapi) {
@@ -236,11 +238,14 @@ export class Vmm implements ConvertTarget {
     return n;
   }
 
-  /** pKVM: the hypervisor checks page states first; an unbacked page is donated (faulted in) before a share. */
+  /**
+   * pKVM: the hypervisor checks page states first (the model does not): OWNED / SHARED_OWNED is the
+   * shareability as the VMM recorded it; an unbacked page is donated (faulted in) before a share.
+   */
   private pkvmPrecheck(g0: number, g1: number, toPrivate: boolean): number {
     const arch = this.arch as PkvmBackend;
     for (let g = g0; g < g1; g++) {
-      const v = arch.check(g, toPrivate);
+      const v = arch.check(g, toPrivate, this.shared.get(g));
       if (v === 'refuse') {
         arch.refusedOne();
         return -EPERM;
@@ -438,12 +443,13 @@ export class Vmm implements ConvertTarget {
       case KVM_EXIT_HYPERCALL: {
         this.counters.hypercall_exits++;
         const hc = run.hypercall;
-        if (hc.nr !== KVM_HC_MAP_GPA_RANGE) {
+        // KVM_HC_MAP_GPA_RANGE (x86) or pKVM's MEM_SHARE / MEM_UNSHARE of one granule at args[0].
+        const req = this.arch.hypercallRequest(hc.nr, hc.args);
+        if (req === null) {
           hc.ret = -1000; // -KVM_ENOSYS
           return;
         }
-        const [gpa = 0, npages = 0, attrs = 0] = hc.args;
-        hc.ret = this.convert(gpa, npages * PAGE, (attrs & KVM_MAP_GPA_RANGE_ENCRYPTED) !== 0);
+        hc.ret = this.convert(req.gpa, req.size, req.toPrivate);
         return;
       }
       case KVM_EXIT_IO:

@@ -66,3 +66,19 @@ test('pKVM: MEM_SHARE exits, the VMM converts, the host sees the guest\'s data; 
   k.ioctl(vcpu, KVM_RUN);
   assert.equal(run.exit_reason, KVM_EXIT_HLT);
 });
+
+test('pKVM: a shared block maps at most 2M too (stage-2 blocks are PMD-sized at most)', () => {
+  const G = 2 ** 30;
+  const k = modelKernel({ uapi: 'in-place', arch: 'arm64', hugepages: { '1G': 1 }, memoryBytes: 4 * G, policy: { split: 'lazy' } });
+  const vm = k.ioctl(k.open('/dev/kvm', O_RDWR), KVM_CREATE_VM, KVM_VM_TYPE_ARM_PROTECTED);
+  const gmem = k.ioctl(vm, KVM_CREATE_GUEST_MEMFD, { size: G, flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_HUGETLB, page_order: 18 });
+  k.ioctl(gmem, KVM_SET_MEMORY_ATTRIBUTES2, { offset: 0, size: G, attributes: 0, flags: 0 });
+  k.ioctl(vm, KVM_SET_USER_MEMORY_REGION2, { slot: 0, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: 0, memory_size: G,
+    userspace_addr: 0, guest_memfd_offset: 0, guest_memfd: gmem });
+  const vcpu = k.ioctl(vm, KVM_CREATE_VCPU, 0);
+  k.setGuestCode(vcpu, function* (g) {
+    yield g.write(0x1000, new Uint8Array([1]));
+  });
+  k.ioctl(vcpu, KVM_RUN);
+  assert.deepEqual(k.metrics().stage2_pages, { '4k': 0, '2m': 512, '1g': 0 });
+});

@@ -1,62 +1,85 @@
 /**
- * pKVM (arm64 protected VMs). The guest shares and unshares one granule (PAGE_SIZE, from
- * HYP_MEMINFO) per hypercall: ARM_SMCCC_KVM_FUNC_MEM_SHARE (3) / MEM_UNSHARE (4); upstream has no
- * ranged form (ecosystem.md B.3). The hypervisor keeps a per-page state machine (B.2): a guest
- * page must be OWNED to be shared (it becomes SHARED_OWNED, the host's SHARED_BORROWED) and
- * SHARED_OWNED to be unshared; a share of an IPA that is not backed yet first faults it in (the
- * hypervisor fakes a host stage-2 fault, the host donates the page, the guest retries). Guest
- * memory is mapped by PMD blocks at most (2M). Contents are preserved both ways (the page is
- * the same; pKVM only changes ownership).
+ * pKVM (arm64 protected VMs). The guest learns the share granule from HYP_MEMINFO (PAGE_SIZE) and
+ * shares and unshares one granule per hypercall: ARM_SMCCC_KVM_FUNC_MEM_SHARE (3) / MEM_UNSHARE
+ * (4), args[0] the IPA; upstream has no ranged form (ecosystem.md B.3). Guest memory is mapped by
+ * PMD blocks at most (2M). Contents are preserved both ways (the page is the same; pKVM only
+ * changes ownership).
  *
- * The model has no arm64 protected VM and no MEM_SHARE exit: the share travels as a one-page
- * KVM_HC_MAP_GPA_RANGE exit of the model's SW_PROTECTED vehicle, and this backend keeps the
- * hypervisor's page states, checks its transitions and counts leaves above 2M at 2M (the
- * vehicle preserves contents, as pKVM does).
+ * The guest runs on the model's arm64 KVM_VM_TYPE_ARM_PROTECTED (uapi in-place, rfc-1g): the
+ * model decides private vs shared (guest_memfd's shareability), exits each MEM_SHARE /
+ * MEM_UNSHARE to the VMM as KVM_EXIT_HYPERCALL (enabled with KVM_CAP_EXIT_HYPERCALL), limits
+ * private stage-2 blocks to 2M and preserves contents (src/kvm/arch.ts, src/kvm/vcpu.ts). The
+ * VMM converts the granule and answers run.hypercall.ret. uapi v6.18 has no pKVM type (and no
+ * in-place sharing): the scenario is refused there; there is no SW_PROTECTED vehicle for pKVM.
+ *
+ * What stays here, because the model does not do it:
+ * - the hypervisor's per-page state machine (pkvm_page_state, ecosystem.md B.2): a share needs a
+ *   guest page that is OWNED (private) and backed, an unshare one that is SHARED_OWNED (shared);
+ *   anything else is refused with -EPERM. A share of an IPA not backed yet first faults it in
+ *   (the hypervisor fakes a host stage-2 fault, the host donates the page, the guest retries).
+ *   The model exits every MEM_SHARE / MEM_UNSHARE to user space without looking at the page, and
+ *   converts an unbacked page as well as a backed one. OWNED vs SHARED_OWNED is the model's
+ *   shareability as the VMM recorded it; this backend keeps only "donated yet" (NOPAGE or not).
+ * - shared leaves above 2M: the model limits private leaves to 2M but maps a uniformly shared 1G
+ *   folio (lazy split) at 1G; pKVM's guest stage-2 has no block above PMD size. They count at 2M.
  */
 import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
 import { RangeMap } from '../../lib/rangemap.js';
-import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_SW_PROTECTED_VM } from '../../uapi/kvm.js';
+import {
+  ARM_SMCCC_KVM_FUNC_HYP_MEMINFO, ARM_SMCCC_KVM_FUNC_MEM_SHARE, ARM_SMCCC_KVM_FUNC_MEM_UNSHARE, KVM_VM_TYPE_ARM_PROTECTED,
+} from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
-import { type ArchBackend, clampLevels, type GuestSeq, type LevelPages } from './types.js';
+import { type ArchBackend, clampLevels, type GuestSeq, type HypercallRequest, type LevelPages } from './types.js';
 
-export const PKVM_FUNC_MEM_SHARE = 3;
-export const PKVM_FUNC_MEM_UNSHARE = 4;
-
-/** Guest-side page states (pkvm_page_state), NOPAGE = not yet donated. */
-export const PKVM_OWNED = 0;
-export const PKVM_SHARED_OWNED = 1;
-export const PKVM_NOPAGE = 3;
+export const PKVM_FUNC_MEM_SHARE = ARM_SMCCC_KVM_FUNC_MEM_SHARE;
+export const PKVM_FUNC_MEM_UNSHARE = ARM_SMCCC_KVM_FUNC_MEM_UNSHARE;
+/** The share granule: the host's PAGE_SIZE (what HYP_MEMINFO answers). */
+const PKVM_GRANULE = 4096;
 
 export class PkvmBackend implements ArchBackend {
   readonly name = 'pkvm' as const;
   readonly title = 'pKVM (arm64 protected VM)';
-  /** No pKVM VM type in the model: always the SW_PROTECTED vehicle. */
-  readonly nativeVmType = KVM_X86_SW_PROTECTED_VM;
-  readonly native = false;
+  readonly nativeVmType = KVM_VM_TYPE_ARM_PROTECTED;
+  /** Always the model's own type: pKVM is refused where the model has none (uapi v6.18). */
+  readonly native = true;
   readonly maxAcceptLevel: Level = 2;
   readonly maxIommuLevel: Level = 2;
   readonly accepts = false;
-  readonly simLevelRules = 'leaves above 2M counted at 2M (stage-2 block mappings are at most PMD size)';
-  readonly howGuestAsks = 'HVC MEM_SHARE / MEM_UNSHARE per 4 KiB granule (carried as one-page KVM_HC_MAP_GPA_RANGE exits)';
-  /** Guest page states by gfn. */
-  readonly states: RangeMap<number>;
+  readonly exitHypercallMask = (1 << ARM_SMCCC_KVM_FUNC_MEM_SHARE) | (1 << ARM_SMCCC_KVM_FUNC_MEM_UNSHARE);
+  readonly simLevelRules = "shared leaves above 2M counted at 2M (pKVM's stage-2 blocks are at most PMD size; the model limits only private ones)";
+  readonly simPageRules = "pKVM's page states: a share of a page that is not private and backed (OWNED), or an unshare of one "
+    + 'that is not shared (SHARED_OWNED), is refused with -EPERM; a share of a page never faulted in faults it in first (donation)';
+  readonly howGuestAsks = 'HVC MEM_SHARE / MEM_UNSHARE per granule (HYP_MEMINFO: 4 KiB) → KVM_EXIT_HYPERCALL';
+  /** Guest pages donated (faulted in) at least once: pKVM's NOPAGE vs the rest. */
+  private readonly donatedPages: RangeMap<boolean>;
+  /** The granule HYP_MEMINFO answered (asked once, on the first share). */
+  private granule = 0;
   private shares = 0;
   private unshares = 0;
   private donations = 0;
   private refused = 0;
 
   constructor(guest_pages: number) {
-    this.states = new RangeMap<number>(guest_pages, PKVM_NOPAGE);
+    this.donatedPages = new RangeMap<boolean>(guest_pages, false);
   }
 
   *requestConvert(g: GuestApi, gpa: number, size: number, toPrivate: boolean): GuestSeq<number> {
+    if (this.granule === 0) this.granule = (yield g.hypercall(ARM_SMCCC_KVM_FUNC_HYP_MEMINFO)) as number;
+    const nr = toPrivate ? ARM_SMCCC_KVM_FUNC_MEM_UNSHARE : ARM_SMCCC_KVM_FUNC_MEM_SHARE;
     let ret = 0;
-    for (let off = 0; off < size && ret === 0; off += 4096) {
-      ret = (yield g.hypercall(KVM_HC_MAP_GPA_RANGE, gpa + off, 1,
-        toPrivate ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED)) as number;
+    for (let off = 0; off < size && ret === 0; off += this.granule) {
+      if (toPrivate) this.unshares++;
+      else this.shares++;
+      ret = (yield g.hypercall(nr, gpa + off)) as number;
     }
     return ret;
+  }
+
+  /** VMM side: MEM_SHARE / MEM_UNSHARE exits convert one granule at the IPA; anything else is not ours. */
+  hypercallRequest(nr: number, args: readonly number[]): HypercallRequest | null {
+    if (nr !== ARM_SMCCC_KVM_FUNC_MEM_SHARE && nr !== ARM_SMCCC_KVM_FUNC_MEM_UNSHARE) return null;
+    return { gpa: args[0] ?? 0, size: PKVM_GRANULE, toPrivate: nr === ARM_SMCCC_KVM_FUNC_MEM_UNSHARE };
   }
 
   /** No accept on pKVM: the guest's first touch of the range, the host donating it as it faults. */
@@ -65,20 +88,22 @@ export class PkvmBackend implements ArchBackend {
   }
 
   /**
-   * The hypervisor's checks before the host sees the request: 'donate' when the page is not
-   * backed yet (the host must fault it in first), 'ok', or 'refuse' (-EPERM to the guest).
+   * The hypervisor's checks before the host sees the request, given whether the page is shared
+   * now: 'donate' when it is not backed yet (the host must fault it in first), 'ok', or 'refuse'
+   * (-EPERM to the guest).
    */
-  check(gfn: number, toPrivate: boolean): 'ok' | 'donate' | 'refuse' {
-    const s = this.states.get(gfn);
-    if (toPrivate) return s === PKVM_SHARED_OWNED ? 'ok' : 'refuse';
-    if (s === PKVM_NOPAGE) return 'donate';
-    return s === PKVM_OWNED ? 'ok' : 'refuse';
+  check(gfn: number, toPrivate: boolean, shared: boolean): 'ok' | 'donate' | 'refuse' {
+    if (toPrivate) return shared ? 'ok' : 'refuse';
+    if (shared) return 'refuse';
+    return this.donatedPages.get(gfn) ? 'ok' : 'donate';
   }
 
   donated(gfn_start: number, gfn_end: number): void {
-    this.donations += gfn_end - gfn_start;
-    for (const r of [...this.states.runs(gfn_start, gfn_end)]) {
-      if (r.value === PKVM_NOPAGE) this.states.set(r.start, r.end, PKVM_OWNED);
+    for (const r of [...this.donatedPages.runs(gfn_start, gfn_end)]) {
+      if (!r.value) {
+        this.donations += r.end - r.start;
+        this.donatedPages.set(r.start, r.end, true);
+      }
     }
   }
 
@@ -86,15 +111,9 @@ export class PkvmBackend implements ArchBackend {
     this.refused++;
   }
 
-  converted(gpa: number, size: number, toPrivate: boolean): void {
-    const g0 = gpa / 4096;
-    const n = size / 4096;
-    if (toPrivate) this.unshares += n;
-    else this.shares += n;
-    this.states.set(g0, g0 + n, toPrivate ? PKVM_OWNED : PKVM_SHARED_OWNED);
-  }
+  converted(): void {}
 
-  /** The first touch donated the range: guest OWNED from now on. */
+  /** The first touch donated the range. */
   accepted(gpa: number, size: number): void {
     this.donated(gpa / 4096, (gpa + size) / 4096);
   }

@@ -16,7 +16,7 @@ import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_EN
 import type { Level } from '../../lib/types.js';
 import { UC_ACCEPT } from '../protocol.js';
 import { KVM_X86_SNP_VM } from '../../uapi/kvm.js';
-import { acceptLevel, type ArchBackend, clampLevels, type GuestSeq, type LevelPages } from './types.js';
+import { acceptLevel, type ArchBackend, clampLevels, type GuestSeq, type LevelPages, MAP_GPA_RANGE_EXITS, mapGpaRangeRequest } from './types.js';
 
 const PSC_MAX_ENTRIES = 253;
 const M2 = 2 ** 21;
@@ -29,6 +29,9 @@ export class SnpBackend implements ArchBackend {
   readonly maxIommuLevel: Level = 2;
   readonly accepts = true;
   readonly howGuestAsks = 'GHCB Page State Change → KVM_HC_MAP_GPA_RANGE exit; PVALIDATE after →private';
+  readonly simPageRules = null;
+  readonly exitHypercallMask = MAP_GPA_RANGE_EXITS;
+  readonly hypercallRequest = mapGpaRangeRequest;
   readonly simLevelRules: string | null;
   private psc_requests = 0;
   private pvalidate_2m = 0;

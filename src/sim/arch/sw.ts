@@ -8,7 +8,7 @@ import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
 import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_SW_PROTECTED_VM } from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
-import type { ArchBackend, GuestSeq, LevelPages } from './types.js';
+import { type ArchBackend, type GuestSeq, type LevelPages, MAP_GPA_RANGE_EXITS, mapGpaRangeRequest } from './types.js';
 
 export class SwProtectedBackend implements ArchBackend {
   readonly name = 'sw-protected' as const;
@@ -20,6 +20,9 @@ export class SwProtectedBackend implements ArchBackend {
   readonly accepts = false;
   readonly simLevelRules = null;
   readonly howGuestAsks = 'KVM_HC_MAP_GPA_RANGE hypercall exit';
+  readonly simPageRules = null;
+  readonly exitHypercallMask = MAP_GPA_RANGE_EXITS;
+  readonly hypercallRequest = mapGpaRangeRequest;
   private hypercalls = 0;
 
   *requestConvert(g: GuestApi, gpa: number, size: number, toPrivate: boolean): GuestSeq<number> {

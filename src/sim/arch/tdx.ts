@@ -25,7 +25,7 @@ import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
 import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_DECRYPTED, KVM_MAP_GPA_RANGE_ENCRYPTED, KVM_X86_TDX_VM } from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
-import { acceptLevel, type ArchBackend, clampLevels, type GuestSeq, type LevelPages, type Stage2View } from './types.js';
+import { acceptLevel, type ArchBackend, clampLevels, type GuestSeq, type LevelPages, type Stage2View, MAP_GPA_RANGE_EXITS, mapGpaRangeRequest } from './types.js';
 
 /** KVM's TDX_MAP_GPA_MAX_LEN. */
 const MAP_GPA_MAX = 2 ** 21;
@@ -39,6 +39,9 @@ export class TdxBackend implements ArchBackend {
   readonly maxIommuLevel: Level = 3;
   readonly accepts = true;
   readonly howGuestAsks = 'TDG.VP.VMCALL<MapGPA> → KVM_HC_MAP_GPA_RANGE exits (≤ 2 MiB each); TDG.MEM.PAGE.ACCEPT after →private';
+  readonly simPageRules = null;
+  readonly exitHypercallMask = MAP_GPA_RANGE_EXITS;
+  readonly hypercallRequest = mapGpaRangeRequest;
   readonly simLevelRules: string;
   /** 2M blocks (gfn / 512) TDX keeps at 4K by the rules above: never promoted again. */
   private readonly demoted = new Set<number>();

@@ -7,14 +7,17 @@
  * the model's own VM types (KVM_X86_SNP_VM, KVM_X86_TDX_VM, src/kvm/arch.ts): the model decides
  * private vs shared per access (the guest's choice), the stage-2 levels (private ≤ 2M, TDX never
  * promotes a 2M range it mapped private at 4K) and the contents on conversion (SNP re-keys, TDX
- * clears). The backends then add only what the model lacks (TDX: demotion of a 2M leaf a
- * conversion partly covers and of a range accepted at 4K). On 'v6.18' (no CoCo VM types) and for
- * pKVM (no arm64 VM in the model) the guest runs on the model's KVM_X86_SW_PROTECTED_VM, the
- * *vehicle*, and the backend applies its firmware's level limits itself. The report says which
- * layer decided what.
+ * clears). pKVM guests run on the model's arm64 KVM_VM_TYPE_ARM_PROTECTED (same uapis): the
+ * shareability decides, MEM_SHARE / MEM_UNSHARE exit to the VMM, private blocks ≤ 2M, contents
+ * preserved. The backends then add only what the model lacks (TDX: demotion of a 2M leaf a
+ * conversion partly covers and of a range accepted at 4K; pKVM: the hypervisor's page states and
+ * shared blocks ≤ 2M). On 'v6.18' (no CoCo VM types) SNP and TDX guests run on the model's
+ * KVM_X86_SW_PROTECTED_VM, the *vehicle*, and the backend applies its firmware's level limits
+ * itself; pKVM is refused there. The report says which layer decided what.
  */
 import type { GuestApi, GuestOp } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
+import { KVM_HC_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ENCRYPTED } from '../../uapi/kvm.js';
 import type { VmTypeName } from '../schema.js';
 
 /** Pages by mapping level (4 KiB units). */
@@ -25,6 +28,9 @@ export interface Stage2View {
   /** The level of the private leaf mapping gfn, or 0 when unmapped or mapped shared. */
   privateLevelAt(gfn: number): 0 | Level;
 }
+
+/** A conversion a hypercall exit asks the VMM for. */
+export interface HypercallRequest { gpa: number; size: number; toPrivate: boolean }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type GuestSeq<R = void> = Generator<GuestOp, R, any>;
@@ -52,6 +58,13 @@ export interface ArchBackend {
    * null when the model's levels are the firmware's.
    */
   readonly simLevelRules: string | null;
+  /** Rules beyond levels the simulator applies because the model does not (report text), or null. */
+  readonly simPageRules: string | null;
+  /** The KVM_CAP_EXIT_HYPERCALL mask the VMM enables: the hypercalls that exit to it. */
+  readonly exitHypercallMask: number;
+
+  /** VMM side: the conversion a KVM_EXIT_HYPERCALL asks for, or null for a hypercall it does not handle. */
+  hypercallRequest(nr: number, args: readonly number[]): HypercallRequest | null;
 
   /** Guest ops that request [gpa, gpa+size) become private/shared; returns the hypercall's ret. */
   requestConvert(g: GuestApi, gpa: number, size: number, toPrivate: boolean): GuestSeq<number>;
@@ -70,6 +83,15 @@ export interface ArchBackend {
   effective(model: LevelPages, view: Stage2View): LevelPages;
   /** Arch-specific counters for the report (e.g. PSC requests, TDX demotions, pKVM shares). */
   counters(): Record<string, number>;
+}
+
+/** x86: KVM_HC_MAP_GPA_RANGE (gpa, npages, attributes) exits. */
+export const MAP_GPA_RANGE_EXITS = 1 << KVM_HC_MAP_GPA_RANGE;
+
+export function mapGpaRangeRequest(nr: number, args: readonly number[]): HypercallRequest | null {
+  if (nr !== KVM_HC_MAP_GPA_RANGE) return null;
+  const [gpa = 0, npages = 0, attrs = 0] = args;
+  return { gpa, size: npages * 4096, toPrivate: (attrs & KVM_MAP_GPA_RANGE_ENCRYPTED) !== 0 };
 }
 
 /** Clamp per-level pages to a maximum level: 1G leaves count as 2M (512 × 2M each), etc. */

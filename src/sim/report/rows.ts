@@ -113,14 +113,18 @@ const ARCH_LABELS: Readonly<Record<string, string>> = {
 /** Which layer decides what: the VM type the guest ran on, and the simulator's own level rules. */
 function vmTypeLine(s: SimResult['scenario']): string {
   const t = s.vm_type;
+  if (t.native && s.vm === 'pkvm') {
+    return `VM type ${t.name} (the model's, arm64): guest_memfd's shareability decides private vs shared, changed by the VMM on the `
+      + "guest's MEM_SHARE / MEM_UNSHARE exits; the stage-2 levels (private ≤ 2M) and the contents (preserved) are the model's";
+  }
   if (t.native && s.vm === 'sw-protected') {
     return `VM type ${t.name} (the model's): the attribute decides private vs shared; levels and contents (preserved) are the model's`;
   }
   if (t.native) {
     return `VM type ${t.name} (the model's): the model decides private vs shared per access (the guest's choice), the stage-2 levels and what a conversion does to contents`;
   }
-  const contents = s.vm === 'pkvm' ? 'contents are preserved (as pKVM does)' : `${s.vm_title}'s content effect on conversion is not applied`;
-  return `VM type ${t.name} as a vehicle for ${s.vm_title} (${t.why_vehicle ?? 'no native type'}): the attribute decides private vs shared; ${contents}`;
+  return `VM type ${t.name} as a vehicle for ${s.vm_title} (${t.why_vehicle ?? 'no native type'}): the attribute decides private vs shared; `
+    + `${s.vm_title}'s content effect on conversion is not applied`;
 }
 
 /** Which layer decides what about the device (src/sim/iommu.ts). */
@@ -140,6 +144,7 @@ export function headerLines(r: SimResult): string[] {
     `guest ${formatBytes(s.guest)}, ${s.vm_title}, ${s.backing === '4K' ? '4K folios' : `HugeTLB ${s.backing}`}, uapi ${s.uapi}, ${s.vcpus} vCPUs${s.iommu !== 'none' ? `, IOMMU ${s.iommu}` : ''}, seed ${s.seed}`,
     vmTypeLine(s),
     ...(s.sim_level_rules !== null ? [`the simulator adds to the model's stage-2 levels: ${s.sim_level_rules}`] : []),
+    ...(s.sim_page_rules !== null ? [`the simulator adds (the model does not check them): ${s.sim_page_rules}`] : []),
     ...(r.policies.some((p) => p.iommu !== 'none') ? [iommuLine(s.vm)] : []),
     `workload ${s.workload}: ${Object.entries(s.params).map(([k, v]) => `${k}=${typeof v === 'number' && /size|chunk|bounce|pool|region|burst|touch|request/.test(k) ? formatBytes(v) : String(v)}`).join(' ')}`,
     `the guest asks by ${s.how_guest_asks}`,

@@ -4,7 +4,9 @@
  * unshares them with MEM_UNSHARE once the host is done. Contents are preserved across the share
  * (the guest writes before sharing; the host must read what it wrote). Sometimes the host
  * backend still holds a reference to a buffer when the guest unshares it (a vhost GUP pin not
- * yet put): the conversion to private fails with EAGAIN until the VMM has it dropped.
+ * yet put): the conversion to private fails with EAGAIN until the VMM has it dropped. On vm pkvm
+ * each MEM_SHARE / MEM_UNSHARE is a KVM_EXIT_HYPERCALL of the model's KVM_VM_TYPE_ARM_PROTECTED
+ * (src/sim/arch/pkvm.ts); on sw-protected a KVM_HC_MAP_GPA_RANGE exit per request.
  */
 import type { GuestApi } from '../../kvm/guest.js';
 import type { GuestSeq } from '../arch/types.js';
