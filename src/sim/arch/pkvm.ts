@@ -8,7 +8,7 @@
  * The guest runs on the model's arm64 KVM_VM_TYPE_ARM_PROTECTED (uapi in-place, rfc-1g): the
  * model decides private vs shared (guest_memfd's shareability), exits each MEM_SHARE /
  * MEM_UNSHARE to the VMM as KVM_EXIT_HYPERCALL (enabled with KVM_CAP_EXIT_HYPERCALL), limits
- * private stage-2 blocks to 2M and preserves contents (src/kvm/arch.ts, src/kvm/vcpu.ts). The
+ * stage-2 blocks (private and shared) to 2M and preserves contents (src/kvm/arch.ts, src/kvm/vcpu.ts). The
  * VMM converts the granule and answers run.hypercall.ret. uapi v6.18 has no pKVM type (and no
  * in-place sharing): the scenario is refused there; there is no SW_PROTECTED vehicle for pKVM.
  *
@@ -20,8 +20,6 @@
  *   The model exits every MEM_SHARE / MEM_UNSHARE to user space without looking at the page, and
  *   converts an unbacked page as well as a backed one. OWNED vs SHARED_OWNED is the model's
  *   shareability as the VMM recorded it; this backend keeps only "donated yet" (NOPAGE or not).
- * - shared leaves above 2M: the model limits private leaves to 2M but maps a uniformly shared 1G
- *   folio (lazy split) at 1G; pKVM's guest stage-2 has no block above PMD size. They count at 2M.
  */
 import type { GuestApi } from '../../kvm/guest.js';
 import type { Level } from '../../lib/types.js';
@@ -30,7 +28,7 @@ import {
   ARM_SMCCC_KVM_FUNC_HYP_MEMINFO, ARM_SMCCC_KVM_FUNC_MEM_SHARE, ARM_SMCCC_KVM_FUNC_MEM_UNSHARE, KVM_VM_TYPE_ARM_PROTECTED,
 } from '../../uapi/kvm.js';
 import { UC_ACCEPT } from '../protocol.js';
-import { type ArchBackend, clampLevels, type GuestSeq, type HypercallRequest, type LevelPages } from './types.js';
+import { type ArchBackend, type GuestSeq, type HypercallRequest, type LevelPages } from './types.js';
 
 export const PKVM_FUNC_MEM_SHARE = ARM_SMCCC_KVM_FUNC_MEM_SHARE;
 export const PKVM_FUNC_MEM_UNSHARE = ARM_SMCCC_KVM_FUNC_MEM_UNSHARE;
@@ -47,7 +45,8 @@ export class PkvmBackend implements ArchBackend {
   readonly maxIommuLevel: Level = 2;
   readonly accepts = false;
   readonly exitHypercallMask = (1 << ARM_SMCCC_KVM_FUNC_MEM_SHARE) | (1 << ARM_SMCCC_KVM_FUNC_MEM_UNSHARE);
-  readonly simLevelRules = "shared leaves above 2M counted at 2M (pKVM's stage-2 blocks are at most PMD size; the model limits only private ones)";
+  /** None: the model's pKVM type maps no block above PMD size, private or shared. */
+  readonly simLevelRules = null;
   readonly simPageRules = "pKVM's page states: a share of a page that is not private and backed (OWNED), or an unshare of one "
     + 'that is not shared (SHARED_OWNED), is refused with -EPERM; a share of a page never faulted in faults it in first (donation)';
   readonly howGuestAsks = 'HVC MEM_SHARE / MEM_UNSHARE per granule (HYP_MEMINFO: 4 KiB) → KVM_EXIT_HYPERCALL';
@@ -119,7 +118,7 @@ export class PkvmBackend implements ArchBackend {
   }
 
   effective(model: LevelPages): LevelPages {
-    return clampLevels(model, 2);
+    return model;
   }
 
   counters(): Record<string, number> {
