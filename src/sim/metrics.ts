@@ -4,7 +4,7 @@
  * window pages, refreshes, pins) and the simulator's (counters.ts, the arch backend, the VM type's
  * IOPTE limit in src/sim/iommu.ts). Stage-2 levels: `stage2_model` is the model's stage-2 as it is;
  * `stage2` is that as the VM type's firmware would have it, which is the same thing unless the
- * arch backend applies rules the model lacks (ArchBackend.simLevelRules: TDX demotions, pKVM and
+ * arch backend applies rules the model lacks (ArchBackend.simLevelRules: TDX's accept-level rules and
  * the v6.18 vehicle's ≤ 2M). Everything here is deterministic: no wall-clock time, no process memory.
  */
 import type { ModelKernel } from '../kernel/model-kernel.js';
