@@ -8,7 +8,7 @@ import {
   GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VM,
   KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_SET_MEMORY_ATTRIBUTES2, KVM_X86_SW_PROTECTED_VM,
 } from '../src/uapi/kvm.js';
-import { best, type Figure, rate } from './lib.js';
+import { best, bestInterleaved, type Figure, rate } from './lib.js';
 
 const GiB = 2 ** 30;
 const TiB = 2 ** 40;
@@ -80,9 +80,9 @@ export function conversionBench(): Figure[] {
     const N = 50_000;
     const cc = (size: number, f: number) => () => k.close(k.ioctl(vm, KVM_CREATE_GUEST_MEMFD, { size, flags: f }));
     rate(5000, cc(4096, 0));
-    const small = best(3, () => rate(N, cc(4096, GUEST_MEMFD_FLAG_MMAP)));
-    const priv = best(3, () => rate(N, cc(TiB, GUEST_MEMFD_FLAG_MMAP)));
-    const shared = best(3, () => rate(N, cc(TiB, flags)));
+    const [small, priv, shared] = bestInterleaved(5, [
+      () => rate(N, cc(4096, GUEST_MEMFD_FLAG_MMAP)), () => rate(N, cc(TiB, GUEST_MEMFD_FLAG_MMAP)), () => rate(N, cc(TiB, flags)),
+    ]) as [number, number, number];
     out.push({ name: 'in-place create+close 1TiB private / 4KiB rate', value: priv / small, unit: 'x', target: '≈ 1' });
     out.push({ name: 'in-place create+close 1TiB shared / 4KiB rate', value: shared / small, unit: 'x', target: '≈ 1' });
   }

@@ -24,3 +24,17 @@ export function best(rounds: number, measure: () => number): number {
   return b;
 }
 
+
+/**
+ * Best rates of several variants measured in alternating rounds (a, b, c, a, b, c, ...), so that
+ * drift of the machine or the heap affects each variant alike: ratios between them are fair.
+ */
+export function bestInterleaved(rounds: number, measures: ReadonlyArray<() => number>): number[] {
+  const out = measures.map(() => 0);
+  for (let r = 0; r < rounds; r++) {
+    measures.forEach((m, i) => {
+      out[i] = Math.max(out[i] as number, m());
+    });
+  }
+  return out;
+}
