@@ -444,3 +444,17 @@ export function expectSignalIn(signal: 'SIGBUS' | 'SIGSEGV', fn: () => unknown, 
 export function note(t: TestContext, msg: string): void {
   t.diagnostic(msg);
 }
+
+// ---- private_mem_conversions_test.c: the selftest's constants (shared by the 6.18 and in-place suites) ----
+
+export const PMC_BASE_DATA_SLOT = 10;
+export const PMC_PER_CPU_DATA_SIZE = SZ_2M + PAGE;
+/** align_up(PER_CPU_DATA_SIZE, max(2 MiB, 4 KiB)) for the anonymous backing. */
+export const PMC_PER_CPU_SIZE = 2 * SZ_2M;
+export const PMC_SYNC_SHARED = 0;
+export const PMC_SYNC_PRIVATE = 1;
+export const PMC_MAP_GPA_SET_ATTRIBUTES = 1 << 0;
+export const PMC_MAP_GPA_SHARED = 1 << 1;
+export const PMC_MAP_GPA_DO_FALLOCATE = 1 << 2;
+/** The (offset, size) ranges the guest converts. */
+export const PMC_TEST_RANGES: ReadonlyArray<[number, number]> = [[0, PAGE], [0, SZ_2M], [PAGE, PAGE], [PAGE, SZ_2M], [SZ_2M, PAGE]];

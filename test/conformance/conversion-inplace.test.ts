@@ -7,7 +7,7 @@
  *   body once per test_page on a fresh VM, as the selftest's MULTIPAGE macro does.
  * - x86/private_mem_conversions_test.c with gmem attributes: guest_memfd MMAP | INIT_SHARED is
  *   the host's view of guest memory too; KVM_HC_MAP_GPA_RANGE exits drive fallocate and
- *   KVM_SET_MEMORY_ATTRIBUTES2; on SYNC_PRIVATE the host's read of each page must SIGBUS. Run with
+ *   KVM_SET_MEMORY_ATTRIBUTES2; on PMC_SYNC_PRIVATE the host's read of each page must SIGBUS. Run with
  *   the defaults and, as the .sh wrapper does, with -m 2 and -n 2 -m 2 (the vCPUs take turns).
  * - x86/private_mem_kvm_exits_test.c with gmem attributes: memory is private by default; with
  *   the memslot deleted the read becomes emulated MMIO (read, len 8, at the GPA); the
@@ -42,6 +42,8 @@ import type { Backend } from '../lib/harness.js';
 import { expectErrno } from '../lib/harness.js';
 import {
   filled, firstMismatch, forBackends, kcase, PAGE, type Session, SZ_2M, UCALL_ABORT, UCALL_DONE, UCALL_SYNC,
+  PMC_BASE_DATA_SLOT, PMC_MAP_GPA_DO_FALLOCATE, PMC_MAP_GPA_SET_ATTRIBUTES, PMC_MAP_GPA_SHARED, PMC_PER_CPU_DATA_SIZE,
+  PMC_PER_CPU_SIZE, PMC_SYNC_PRIVATE, PMC_SYNC_SHARED, PMC_TEST_RANGES,
 } from './common.js';
 import { ch, ConvFixture, needInPlace, PRIVATE, RW, TEST_GPA, withModel } from './conversion-common.js';
 
@@ -185,16 +187,7 @@ function defineGmemConversions(b: Backend): void {
 
 // ---- private_mem_conversions_test.c with gmem attributes -----------------------------------------------
 
-const BASE_DATA_SLOT = 10;
 const BASE_DATA_GPA = TEST_GPA;
-const PER_CPU_DATA_SIZE = SZ_2M + PAGE;
-const PER_CPU_SIZE = 2 * SZ_2M;
-const SYNC_SHARED = 0;
-const SYNC_PRIVATE = 1;
-const MAP_GPA_SET_ATTRIBUTES = 1 << 0;
-const MAP_GPA_SHARED = 1 << 1;
-const MAP_GPA_DO_FALLOCATE = 1 << 2;
-const TEST_RANGES: ReadonlyArray<[number, number]> = [[0, PAGE], [0, SZ_2M], [PAGE, PAGE], [PAGE, SZ_2M], [SZ_2M, PAGE]];
 
 function* memcmpG(g: GuestApi, gpa: number, pattern: number, size: number, line: number): GuestGenerator {
   const mem = (yield g.read(gpa, size)) as Uint8Array;
@@ -212,18 +205,18 @@ function* mapGpa(g: GuestApi, gpa: number, size: number, flags: number, line: nu
 }
 
 function* mapMem(g: GuestApi, gpa: number, size: number, shared: boolean, fallocate: boolean): GuestGenerator {
-  yield* mapGpa(g, gpa, size, MAP_GPA_SET_ATTRIBUTES | (shared ? MAP_GPA_SHARED : 0) | (fallocate ? MAP_GPA_DO_FALLOCATE : 0), 1);
+  yield* mapGpa(g, gpa, size, PMC_MAP_GPA_SET_ATTRIBUTES | (shared ? PMC_MAP_GPA_SHARED : 0) | (fallocate ? PMC_MAP_GPA_DO_FALLOCATE : 0), 1);
 }
 
 function* explicitConversion(g: GuestApi, base: number, doFallocate: boolean): GuestGenerator {
   const defP = 0xaa;
   const initP = 0xcc;
   // Memory is shared by default (INIT_SHARED).
-  yield* memsetG(g, base, defP, PER_CPU_DATA_SIZE);
-  yield* memcmpG(g, base, defP, PER_CPU_DATA_SIZE, 10);
-  yield g.ucall(UCALL_SYNC, SYNC_SHARED, base, PER_CPU_DATA_SIZE, defP, initP);
-  yield* memcmpG(g, base, initP, PER_CPU_DATA_SIZE, 11);
-  for (const [offset, size] of TEST_RANGES) {
+  yield* memsetG(g, base, defP, PMC_PER_CPU_DATA_SIZE);
+  yield* memcmpG(g, base, defP, PMC_PER_CPU_DATA_SIZE, 10);
+  yield g.ucall(UCALL_SYNC, PMC_SYNC_SHARED, base, PMC_PER_CPU_DATA_SIZE, defP, initP);
+  yield* memcmpG(g, base, initP, PMC_PER_CPU_DATA_SIZE, 11);
+  for (const [offset, size] of PMC_TEST_RANGES) {
     const gpa = base + offset;
     const [p1, p2, p3, p4] = [0x11, 0x22, 0x33, 0x44];
     yield* memsetG(g, gpa, p1, size);
@@ -232,45 +225,45 @@ function* explicitConversion(g: GuestApi, base: number, doFallocate: boolean): G
       yield* memsetG(g, gpa, p2, PAGE);
     } else {
       yield* memsetG(g, gpa, p2, size);
-      yield g.ucall(UCALL_SYNC, SYNC_PRIVATE, gpa, size, p1);
+      yield g.ucall(UCALL_SYNC, PMC_SYNC_PRIVATE, gpa, size, p1);
       yield* memcmpG(g, gpa, p2, size, 12);
       if (gpa > base) yield* memcmpG(g, base, initP, gpa - base, 13);
-      if (gpa + size < base + PER_CPU_DATA_SIZE) yield* memcmpG(g, gpa + size, initP, base + PER_CPU_DATA_SIZE - (gpa + size), 14);
+      if (gpa + size < base + PMC_PER_CPU_DATA_SIZE) yield* memcmpG(g, gpa + size, initP, base + PMC_PER_CPU_DATA_SIZE - (gpa + size), 14);
       for (let j = 0; j < size; j += PAGE) {
         if (((j / PAGE) & 1) !== 0) {
           yield* mapMem(g, gpa + j, PAGE, true, doFallocate);
-          yield g.ucall(UCALL_SYNC, SYNC_SHARED, gpa + j, PAGE, p1, p3);
+          yield g.ucall(UCALL_SYNC, PMC_SYNC_SHARED, gpa + j, PAGE, p1, p3);
           yield* memcmpG(g, gpa + j, p3, PAGE, 15);
         } else {
-          yield g.ucall(UCALL_SYNC, SYNC_PRIVATE, gpa + j, PAGE, p1);
+          yield g.ucall(UCALL_SYNC, PMC_SYNC_PRIVATE, gpa + j, PAGE, p1);
         }
       }
     }
     yield* mapMem(g, gpa, size, true, doFallocate);
     yield* memsetG(g, gpa, p3, size);
-    yield g.ucall(UCALL_SYNC, SYNC_SHARED, gpa, size, p3, p4);
+    yield g.ucall(UCALL_SYNC, PMC_SYNC_SHARED, gpa, size, p3, p4);
     yield* memcmpG(g, gpa, p4, size, 16);
     // Free all private memory (PUNCH_HOLE); with in-place conversion that zeroed the shared
     // memory too, so the pattern is reset for the next range.
-    yield* mapMem(g, base, PER_CPU_DATA_SIZE, true, true);
-    yield* memsetG(g, base, initP, PER_CPU_DATA_SIZE);
+    yield* mapMem(g, base, PMC_PER_CPU_DATA_SIZE, true, true);
+    yield* memsetG(g, base, initP, PMC_PER_CPU_DATA_SIZE);
   }
 }
 
 function* testPunchHole(g: GuestApi, base: number, precise: boolean): GuestGenerator {
   const initP = 0xcc;
-  yield* mapMem(g, base, PER_CPU_DATA_SIZE, false, false);
-  for (const [offset, size] of TEST_RANGES) {
+  yield* mapMem(g, base, PMC_PER_CPU_DATA_SIZE, false, false);
+  for (const [offset, size] of PMC_TEST_RANGES) {
     const gpa = base + offset;
-    yield* mapGpa(g, base, PER_CPU_DATA_SIZE, MAP_GPA_SHARED | MAP_GPA_DO_FALLOCATE, 2);
+    yield* mapGpa(g, base, PMC_PER_CPU_DATA_SIZE, PMC_MAP_GPA_SHARED | PMC_MAP_GPA_DO_FALLOCATE, 2);
     if (precise) {
       yield* memsetG(g, gpa, initP, size);
       yield* memcmpG(g, gpa, initP, size, 20);
     } else {
-      yield* memsetG(g, base, initP, PER_CPU_DATA_SIZE);
-      yield* memcmpG(g, base, initP, PER_CPU_DATA_SIZE, 21);
+      yield* memsetG(g, base, initP, PMC_PER_CPU_DATA_SIZE);
+      yield* memcmpG(g, base, initP, PMC_PER_CPU_DATA_SIZE, 21);
     }
-    yield* mapGpa(g, gpa, size, MAP_GPA_SHARED | MAP_GPA_DO_FALLOCATE, 2);
+    yield* mapGpa(g, gpa, size, PMC_MAP_GPA_SHARED | PMC_MAP_GPA_DO_FALLOCATE, 2);
     yield* memcmpG(g, gpa, 0, size, 22);
   }
 }
@@ -287,7 +280,7 @@ function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercal
   const vcpus = Array.from({ length: nrVcpus }, (_, i) => s.vcpu(vm, i));
   s.needCap(KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE, vm);
   s.enableExitHypercall(vm, 1 << KVM_HC_MAP_GPA_RANGE);
-  const memfdSize = PER_CPU_SIZE * nrVcpus;
+  const memfdSize = PMC_PER_CPU_SIZE * nrVcpus;
   const slotSize = memfdSize / nrMemslots;
   assert.equal(slotSize * nrMemslots, memfdSize);
   const memfd = s.gmem(vm, memfdSize, MMAP | INIT_SHARED);
@@ -296,7 +289,7 @@ function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercal
     const hva = s.mmap(slotSize, RW, MAP_SHARED, memfd, slotSize * i);
     hvas.push(hva);
     s.setRegion(vm, {
-      slot: BASE_DATA_SLOT + i, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE_DATA_GPA + slotSize * i, memory_size: slotSize,
+      slot: PMC_BASE_DATA_SLOT + i, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE_DATA_GPA + slotSize * i, memory_size: slotSize,
       userspace_addr: hva, guest_memfd: memfd, guest_memfd_offset: slotSize * i,
     });
   }
@@ -306,7 +299,7 @@ function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercal
     return (hvas[i] as number) + (gpa - BASE_DATA_GPA - slotSize * i);
   };
   vcpus.forEach((vcpu, i) => {
-    const base = BASE_DATA_GPA + i * PER_CPU_SIZE;
+    const base = BASE_DATA_GPA + i * PMC_PER_CPU_SIZE;
     s.guest(vcpu, function* (g: GuestApi) {
       yield* explicitConversion(g, base, false);
       yield* explicitConversion(g, base, true);
@@ -325,13 +318,13 @@ function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercal
         assert.equal(run.hypercall.nr, KVM_HC_MAP_GPA_RANGE);
         const [gpa = 0, npages = 0, flags = 0] = run.hypercall.args;
         const size = npages * PAGE;
-        const shared = (flags & MAP_GPA_SHARED) !== 0;
+        const shared = (flags & PMC_MAP_GPA_SHARED) !== 0;
         // The gmem is one file at offsets gpa − BASE across the slots: one call covers a range
         // the selftest's helpers split per memslot.
-        if ((flags & MAP_GPA_DO_FALLOCATE) !== 0) {
+        if ((flags & PMC_MAP_GPA_DO_FALLOCATE) !== 0) {
           s.k.fallocate(memfd, FALLOC_FL_KEEP_SIZE | (shared ? FALLOC_FL_PUNCH_HOLE : 0), gpa - BASE_DATA_GPA, size);
         }
-        if ((flags & MAP_GPA_SET_ATTRIBUTES) !== 0) {
+        if ((flags & PMC_MAP_GPA_SET_ATTRIBUTES) !== 0) {
           // vm_mem_set_memory_attributes with gmem attributes: the gmem ioctl at the file offset.
           s.k.ioctl(memfd, KVM_SET_MEMORY_ATTRIBUTES2, { offset: gpa - BASE_DATA_GPA, size, attributes: shared ? 0 : PRIVATE, flags: 0 });
         }
@@ -352,7 +345,7 @@ function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercal
       for (let i = 0; i < size; i += PAGE) {
         const n = Math.min(PAGE, size - i);
         const addr = gpa2hva(gpa + i);
-        if (kind === SYNC_PRIVATE) {
+        if (kind === PMC_SYNC_PRIVATE) {
           // In-place: the host's view is guest memory itself, and private memory SIGBUSes.
           try {
             s.k.load(addr, 1);
@@ -366,7 +359,7 @@ function testMemConversions(s: Session, nrVcpus = 1, nrMemslots = 1): { hypercal
           const j = firstMismatch(view, cur);
           assert.equal(j, -1, `host expected 0x${cur.toString(16)} at gpa 0x${(gpa + i + j).toString(16)}, got 0x${(view[j] ?? 0).toString(16)}`);
         }
-        if (kind === SYNC_SHARED) s.k.store(addr, filled(n, next));
+        if (kind === PMC_SYNC_SHARED) s.k.store(addr, filled(n, next));
       }
       counts.syncs++;
     }

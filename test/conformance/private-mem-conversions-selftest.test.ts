@@ -3,7 +3,7 @@
  * memslot, anonymous shared backing): upstream-linux.md §4.2. Needs a SW_PROTECTED VM, memory
  * attributes and guest code. The guest converts with KVM_HC_MAP_GPA_RANGE, which exits to user
  * space (KVM_CAP_EXIT_HYPERCALL); the host loop fallocates the gmem and sets the attributes, and on
- * each SYNC ucall checks (and for SYNC_SHARED rewrites) its shared view of the memory.
+ * each SYNC ucall checks (and for PMC_SYNC_SHARED rewrites) its shared view of the memory.
  */
 import assert from 'node:assert/strict';
 import {
@@ -15,27 +15,17 @@ import {
 } from '../../src/uapi/kvm.js';
 import type { GuestApi, GuestGenerator } from '../../src/kvm/guest.js';
 import {
-  filled, firstMismatch, forBackends, kcase, NEEDS_HYPERCALL_OP, PAGE, type Session, SZ_2M, SZ_4G, UCALL_ABORT, UCALL_DONE,
+  filled, firstMismatch, forBackends, kcase, NEEDS_HYPERCALL_OP, PAGE, type Session, SZ_4G, UCALL_ABORT, UCALL_DONE,
   UCALL_SYNC,
+  PMC_BASE_DATA_SLOT, PMC_MAP_GPA_DO_FALLOCATE, PMC_MAP_GPA_SET_ATTRIBUTES, PMC_MAP_GPA_SHARED, PMC_PER_CPU_DATA_SIZE,
+  PMC_PER_CPU_SIZE, PMC_SYNC_PRIVATE, PMC_SYNC_SHARED, PMC_TEST_RANGES,
 } from './common.js';
 
-const BASE_DATA_SLOT = 10;
 const BASE_DATA_GPA = SZ_4G;
-const PER_CPU_DATA_SIZE = SZ_2M + PAGE;
-/** align_up(PER_CPU_DATA_SIZE, max(2 MiB, 4 KiB)) for the anonymous backing. */
-const PER_CPU_SIZE = 2 * SZ_2M;
-
-const SYNC_SHARED = 0;
-const SYNC_PRIVATE = 1;
-const MAP_GPA_SET_ATTRIBUTES = 1 << 0;
-const MAP_GPA_SHARED = 1 << 1;
-const MAP_GPA_DO_FALLOCATE = 1 << 2;
 
 /** Hypercall return codes (include/uapi/linux/kvm_para.h). */
 const KVM_ENOSYS = 1000;
 const KVM_EINVAL = 22;
-
-const TEST_RANGES: ReadonlyArray<[number, number]> = [[0, PAGE], [0, SZ_2M], [PAGE, PAGE], [PAGE, SZ_2M], [SZ_2M, PAGE]];
 
 /** What the guest asserted, as the ucall it makes (UCALL_ABORT, line, gpa, expected, got). */
 class GuestAssert {
@@ -56,29 +46,29 @@ function* memset(g: GuestApi, gpa: number, v: number, size: number): GuestGenera
 }
 
 function* mapMem(g: GuestApi, gpa: number, size: number, shared: boolean, fallocate: boolean): GuestGenerator {
-  let flags = MAP_GPA_SET_ATTRIBUTES;
-  if (shared) flags |= MAP_GPA_SHARED;
-  if (fallocate) flags |= MAP_GPA_DO_FALLOCATE;
+  let flags = PMC_MAP_GPA_SET_ATTRIBUTES;
+  if (shared) flags |= PMC_MAP_GPA_SHARED;
+  if (fallocate) flags |= PMC_MAP_GPA_DO_FALLOCATE;
   yield* GuestAssert.hypercallOk(g, gpa, size, flags, 1);
 }
 
 function* syncShared(g: GuestApi, gpa: number, size: number, cur: number, next: number): GuestGenerator {
-  yield g.ucall(UCALL_SYNC, SYNC_SHARED, gpa, size, cur, next);
+  yield g.ucall(UCALL_SYNC, PMC_SYNC_SHARED, gpa, size, cur, next);
 }
 
 function* syncPrivate(g: GuestApi, gpa: number, size: number, pattern: number): GuestGenerator {
-  yield g.ucall(UCALL_SYNC, SYNC_PRIVATE, gpa, size, pattern);
+  yield g.ucall(UCALL_SYNC, PMC_SYNC_PRIVATE, gpa, size, pattern);
 }
 
 function* explicitConversion(g: GuestApi, base: number, doFallocate: boolean): GuestGenerator {
   const defP = 0xaa;
   const initP = 0xcc;
-  yield* memset(g, base, defP, PER_CPU_DATA_SIZE);
-  yield* GuestAssert.memcmp(g, base, defP, PER_CPU_DATA_SIZE, 10);
-  yield* syncShared(g, base, PER_CPU_DATA_SIZE, defP, initP);
-  yield* GuestAssert.memcmp(g, base, initP, PER_CPU_DATA_SIZE, 11);
+  yield* memset(g, base, defP, PMC_PER_CPU_DATA_SIZE);
+  yield* GuestAssert.memcmp(g, base, defP, PMC_PER_CPU_DATA_SIZE, 10);
+  yield* syncShared(g, base, PMC_PER_CPU_DATA_SIZE, defP, initP);
+  yield* GuestAssert.memcmp(g, base, initP, PMC_PER_CPU_DATA_SIZE, 11);
 
-  for (const [offset, size] of TEST_RANGES) {
+  for (const [offset, size] of PMC_TEST_RANGES) {
     const gpa = base + offset;
     const [p1, p2, p3, p4] = [0x11, 0x22, 0x33, 0x44];
     yield* memset(g, gpa, p1, size);
@@ -90,7 +80,7 @@ function* explicitConversion(g: GuestApi, base: number, doFallocate: boolean): G
       yield* syncPrivate(g, gpa, size, p1);
       yield* GuestAssert.memcmp(g, gpa, p2, size, 12);
       if (gpa > base) yield* GuestAssert.memcmp(g, base, initP, gpa - base, 13);
-      if (gpa + size < base + PER_CPU_DATA_SIZE) yield* GuestAssert.memcmp(g, gpa + size, initP, base + PER_CPU_DATA_SIZE - (gpa + size), 14);
+      if (gpa + size < base + PMC_PER_CPU_DATA_SIZE) yield* GuestAssert.memcmp(g, gpa + size, initP, base + PMC_PER_CPU_DATA_SIZE - (gpa + size), 14);
       for (let j = 0; j < size; j += PAGE) {
         if (((j / PAGE) & 1) !== 0) {
           yield* mapMem(g, gpa + j, PAGE, true, doFallocate);
@@ -107,26 +97,26 @@ function* explicitConversion(g: GuestApi, base: number, doFallocate: boolean): G
     yield* syncShared(g, gpa, size, p3, p4);
     yield* GuestAssert.memcmp(g, gpa, p4, size, 16);
     yield* memset(g, gpa, initP, size);
-    yield* mapMem(g, base, PER_CPU_DATA_SIZE, true, true);
+    yield* mapMem(g, base, PMC_PER_CPU_DATA_SIZE, true, true);
   }
 }
 
 function* punchHole(g: GuestApi, gpa: number, size: number): GuestGenerator {
-  yield* GuestAssert.hypercallOk(g, gpa, size, MAP_GPA_SHARED | MAP_GPA_DO_FALLOCATE, 2);
+  yield* GuestAssert.hypercallOk(g, gpa, size, PMC_MAP_GPA_SHARED | PMC_MAP_GPA_DO_FALLOCATE, 2);
 }
 
 function* testPunchHole(g: GuestApi, base: number, precise: boolean): GuestGenerator {
   const initP = 0xcc;
-  yield* mapMem(g, base, PER_CPU_DATA_SIZE, false, false);
-  for (const [offset, size] of TEST_RANGES) {
+  yield* mapMem(g, base, PMC_PER_CPU_DATA_SIZE, false, false);
+  for (const [offset, size] of PMC_TEST_RANGES) {
     const gpa = base + offset;
-    yield* punchHole(g, base, PER_CPU_DATA_SIZE);
+    yield* punchHole(g, base, PMC_PER_CPU_DATA_SIZE);
     if (precise) {
       yield* memset(g, gpa, initP, size);
       yield* GuestAssert.memcmp(g, gpa, initP, size, 20);
     } else {
-      yield* memset(g, base, initP, PER_CPU_DATA_SIZE);
-      yield* GuestAssert.memcmp(g, base, initP, PER_CPU_DATA_SIZE, 21);
+      yield* memset(g, base, initP, PMC_PER_CPU_DATA_SIZE);
+      yield* GuestAssert.memcmp(g, base, initP, PMC_PER_CPU_DATA_SIZE, 21);
     }
     yield* punchHole(g, gpa, size);
     yield* GuestAssert.memcmp(g, gpa, 0, size, 22);
@@ -152,7 +142,7 @@ function testMemConversions(s: Session, phases: readonly Phase[]): Counts {
   s.needVmType(KVM_X86_SW_PROTECTED_VM);
   s.needCap(KVM_CAP_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE);
   s.needGuestCode(NEEDS_HYPERCALL_OP); // the guest converts with KVM_HC_MAP_GPA_RANGE
-  const memfdSize = PER_CPU_SIZE;
+  const memfdSize = PMC_PER_CPU_SIZE;
   const vm = s.vm(KVM_X86_SW_PROTECTED_VM);
   const vcpu = s.vcpu(vm);
   s.needCap(KVM_CAP_EXIT_HYPERCALL, 1 << KVM_HC_MAP_GPA_RANGE, vm);
@@ -160,7 +150,7 @@ function testMemConversions(s: Session, phases: readonly Phase[]): Counts {
   const memfd = s.gmem(vm, memfdSize, 0);
   const hva = s.anon(memfdSize);
   s.setRegion(vm, {
-    slot: BASE_DATA_SLOT, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE_DATA_GPA, memory_size: memfdSize,
+    slot: PMC_BASE_DATA_SLOT, flags: KVM_MEM_GUEST_MEMFD, guest_phys_addr: BASE_DATA_GPA, memory_size: memfdSize,
     userspace_addr: hva, guest_memfd: memfd, guest_memfd_offset: 0,
   });
   const base = BASE_DATA_GPA;
@@ -177,12 +167,12 @@ function testMemConversions(s: Session, phases: readonly Phase[]): Counts {
       const [gpa = 0, npages = 0, flags = 0] = run.hypercall.args;
       const size = npages * PAGE;
       assert.equal(run.hypercall.nr, KVM_HC_MAP_GPA_RANGE);
-      const shared = (flags & MAP_GPA_SHARED) !== 0;
-      if ((flags & MAP_GPA_DO_FALLOCATE) !== 0) {
+      const shared = (flags & PMC_MAP_GPA_SHARED) !== 0;
+      if ((flags & PMC_MAP_GPA_DO_FALLOCATE) !== 0) {
         // vm_guest_mem_fallocate: the gpa range → the gmem range of the one slot.
         s.k.fallocate(memfd, FALLOC_FL_KEEP_SIZE | (shared ? FALLOC_FL_PUNCH_HOLE : 0), gpa - BASE_DATA_GPA, size);
       }
-      if ((flags & MAP_GPA_SET_ATTRIBUTES) !== 0) s.setAttributes(vm, gpa, size, shared ? 0 : KVM_MEMORY_ATTRIBUTE_PRIVATE);
+      if ((flags & PMC_MAP_GPA_SET_ATTRIBUTES) !== 0) s.setAttributes(vm, gpa, size, shared ? 0 : KVM_MEMORY_ATTRIBUTE_PRIVATE);
       run.hypercall.ret = 0;
       counts.hypercalls++;
       continue;
@@ -194,12 +184,12 @@ function testMemConversions(s: Session, phases: readonly Phase[]): Counts {
     if (uc[0] === UCALL_DONE) break;
     assert.equal(uc[0], UCALL_SYNC, `unknown ucall ${uc[0]}`);
     const [, kind, gpa = 0, size = 0, cur = 0, next = 0] = uc;
-    assert.ok(kind === SYNC_SHARED || kind === SYNC_PRIVATE, `unknown sync command ${kind}`);
-    // In all cases the host observes the shared data; for SYNC_SHARED it writes the new pattern.
+    assert.ok(kind === PMC_SYNC_SHARED || kind === PMC_SYNC_PRIVATE, `unknown sync command ${kind}`);
+    // In all cases the host observes the shared data; for PMC_SYNC_SHARED it writes the new pattern.
     const view = s.k.load(hva + (gpa - BASE_DATA_GPA), size);
     const i = firstMismatch(view, cur);
     assert.equal(i, -1, `host expected 0x${cur.toString(16)} at gpa 0x${(gpa + i).toString(16)}, got 0x${(view[i] ?? 0).toString(16)}`);
-    if (kind === SYNC_SHARED) s.k.store(hva + (gpa - BASE_DATA_GPA), filled(size, next));
+    if (kind === PMC_SYNC_SHARED) s.k.store(hva + (gpa - BASE_DATA_GPA), filled(size, next));
     counts.syncs++;
   }
   s.close(vcpu);
