@@ -81,20 +81,27 @@ function preFault(s: Session, vcpu: number, base: number, offset: number, size: 
   else assert.equal(ret, 0);
 }
 
+
+/** The selftest's setup: needs, a VM with a vCPU, the test slot near the top of the GPA space (private if asked). */
+function setupPreFault(s: Session, type: number, priv: boolean): { vm: number; vcpu: number; gpa: number; slot: { vm: number; gpa: number; private: boolean } } {
+  s.needCap(KVM_CAP_PRE_FAULT_MEMORY);
+  if (type !== 0) s.needVmType(type);
+  if (priv) s.needCap(KVM_CAP_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+  const vm = s.vm(type);
+  const vcpu = s.vcpu(vm);
+  const gpa = highestGpa(s, vm);
+  const slot = { vm, gpa, private: priv };
+  addSlot(s, slot);
+  if (priv) s.setAttributes(vm, gpa, TEST_SIZE, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+  return { vm, vcpu, gpa, slot };
+}
+
 forBackends('pre_fault_memory_test.c (§4.5)', (b) => {
   for (const [type, priv] of [[0, false], [KVM_X86_SW_PROTECTED_VM, false], [KVM_X86_SW_PROTECTED_VM, true]] as const) {
     const name = `${VM_TYPE_NAMES[type]}${priv ? ', GUEST_MEMFD slot, PRIVATE' : ''}`;
 
     kcase(b, `test_pre_fault_memory(${name}): (0, size) → 0 left; again → 0 left; (size−4K, 8K) → ENOENT 4K left; (size, 4K) → ENOENT 4K left; the guest reads every page`, (s) => {
-      s.needCap(KVM_CAP_PRE_FAULT_MEMORY);
-      if (type !== 0) s.needVmType(type);
-      if (priv) s.needCap(KVM_CAP_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE);
-      const vm = s.vm(type);
-      const vcpu = s.vcpu(vm);
-      const gpa = highestGpa(s, vm);
-      const slot = { vm, gpa, private: priv };
-      addSlot(s, slot);
-      if (priv) s.setAttributes(vm, gpa, TEST_SIZE, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+      const { vcpu, gpa } = setupPreFault(s, type, priv);
       preFault(s, vcpu, gpa, 0, TEST_SIZE, 0);
       preFault(s, vcpu, gpa, 0, TEST_SIZE, 0);
       preFault(s, vcpu, gpa, TEST_SIZE - PAGE, 2 * PAGE, PAGE);
@@ -111,15 +118,7 @@ forBackends('pre_fault_memory_test.c (§4.5)', (b) => {
     // Without a memslot a shared gfn is emulated MMIO (ENOENT); a private one is a memory fault (EFAULT, 2I.3, 2J.4).
     const noSlot = priv ? 'EFAULT' : 'ENOENT';
     kcase(b, `test_pre_fault_memory(${name}): the slot deleted before a call → ${noSlot}, range unchanged; recreated → the call completes`, (s) => {
-      s.needCap(KVM_CAP_PRE_FAULT_MEMORY);
-      if (type !== 0) s.needVmType(type);
-      if (priv) s.needCap(KVM_CAP_MEMORY_ATTRIBUTES, KVM_MEMORY_ATTRIBUTE_PRIVATE);
-      const vm = s.vm(type);
-      const vcpu = s.vcpu(vm);
-      const gpa = highestGpa(s, vm);
-      const slot = { vm, gpa, private: priv };
-      addSlot(s, slot);
-      if (priv) s.setAttributes(vm, gpa, TEST_SIZE, KVM_MEMORY_ATTRIBUTE_PRIVATE);
+      const { vm, vcpu, gpa, slot } = setupPreFault(s, type, priv);
       s.deleteSlot(vm, TEST_SLOT);
       preFault(s, vcpu, gpa, 0, SZ_2M, SZ_2M, noSlot);
       if (priv) {
