@@ -79,39 +79,6 @@ export interface FinalMetrics {
 
 const ZERO: LevelPages = { '4k': 0, '2m': 0, '1g': 0 };
 
-/** kernel.metrics() where the model has it; else what can be read from its state (marked null where not). */
-export function modelMetrics(k: ModelKernel): { m: ModelMetrics; partial: boolean } {
-  const fn = (k as unknown as { metrics?: () => ModelMetrics }).metrics;
-  if (typeof fn === 'function') return { m: fn.call(k), partial: false };
-  const stage2 = { ...ZERO };
-  let zapped = 0;
-  let flushes = 0;
-  let faults = 0;
-  let inval = 0;
-  for (const vm of k.state.vms) {
-    const p = vm.stage2.mapped_pages;
-    stage2['4k'] += p['4k'];
-    stage2['2m'] += p['2m'];
-    stage2['1g'] += p['1g'];
-    zapped += vm.stage2.nr_zapped_leaves;
-    flushes += vm.stage2.nr_tlb_flushes;
-    faults += vm.nr_faults;
-    inval += vm.mmu_invalidate_seq;
-  }
-  return {
-    partial: true,
-    m: {
-      stage2_pages: stage2, iommu_pages: { ...ZERO },
-      huge_folios: { whole_2m: 0, split_2m: 0, whole_1g: 0, split_1g: 0 },
-      order0_folios: k.state.phys.nr_buddy_used, splits: 0, merges: 0,
-      vmemmap_pages_allocated: 0, vmemmap_pages_freed: 0, vmemmap_pages_in_use: 0,
-      conversions_done: 0, conversions_eagain: 0, conversions_failed: 0, pages_converted: 0,
-      invalidations: inval, zapped_leaves: zapped, tlb_flushes: flushes, guest_faults: faults,
-      host_faults: 0, sigbus: 0, dma_faults: 0, model_bytes: k.state.phys.memmap_bytes,
-    },
-  };
-}
-
 export class Sampler {
   readonly series: Sample[] = [];
 
@@ -136,7 +103,7 @@ export class Sampler {
   }
 
   sample(step: number, t: number): Sample {
-    const { m, partial } = modelMetrics(this.k);
+    const m = this.k.metrics();
     const h = m.huge_folios;
     const s: Sample = {
       step,
@@ -155,8 +122,8 @@ export class Sampler {
       eagain_returns: this.counters.eagain_returns,
       invalidations: m.invalidations,
       tlb_flushes: m.tlb_flushes,
-      host_faults: partial ? null : m.host_faults,
-      sigbus: partial ? null : m.sigbus,
+      host_faults: m.host_faults,
+      sigbus: m.sigbus,
       dma_faults: m.dma_faults,
       dma_gap_hits: this.counters.dma_gap_hits,
       model_bytes: m.model_bytes,
@@ -173,7 +140,7 @@ export class Sampler {
   }
 
   final(): FinalMetrics {
-    const { m, partial } = modelMetrics(this.k);
+    const m = this.k.metrics();
     const c = this.counters;
     const io = this.iommu();
     const sim: Record<string, number> = {};
@@ -194,8 +161,8 @@ export class Sampler {
       zapped_leaves: m.zapped_leaves,
       tlb_flushes: m.tlb_flushes,
       guest_faults: m.guest_faults,
-      host_faults: partial ? null : m.host_faults,
-      sigbus: partial ? null : m.sigbus,
+      host_faults: m.host_faults,
+      sigbus: m.sigbus,
       model_bytes: m.model_bytes,
       iommu_ops: io === null ? null : {
         dma_faults: io.dom.dma_faults, window_pages: io.dom.window_pages, refreshes: io.dom.refreshes, pinned_pages: io.pinnedPages(),
